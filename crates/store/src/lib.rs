@@ -34,7 +34,7 @@ pub const MAX_KEY_BYTES: usize = 4096;
 ///
 /// [`Error::is_retryable`] splits transient conditions (no leader yet, shutting down elsewhere)
 /// from requests that will never succeed as sent and from fatal storage failures.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// The requested revision was compacted away; the caller must re-read from a newer one.
     #[error("required revision {requested} has been compacted (oldest available is {compacted})")]
@@ -47,7 +47,7 @@ pub enum Error {
     ValueTooLarge { key: String, size: usize, limit: usize },
     /// A key that is empty, too long or contains a NUL byte.
     #[error("invalid key {key:?}: {reason}")]
-    InvalidKey { key: String, reason: &'static str },
+    InvalidKey { key: String, reason: String },
     /// A transaction that is malformed (for example the same key written twice).
     #[error("invalid transaction: {0}")]
     InvalidTxn(String),

@@ -35,6 +35,10 @@ impl Engine for MemEngine {
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
         let Some(t) = self.tables.get(&table) else { return Ok(()) };
+        if end.is_some_and(|end| start >= end) {
+            // An empty range (and `BTreeMap::range` panics when start > end).
+            return Ok(());
+        }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         for (k, v) in t.range::<[u8], _>((Bound::Included(start), upper)) {
             if !f(k, v) {
@@ -222,5 +226,45 @@ impl Store for MemStore {
 
     async fn status(&self) -> Result<StoreStatus> {
         Ok(self.shared.mvcc.read().status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Op;
+
+    async fn leased_key(store: &MemStore, ttl: i64) -> LeaseId {
+        let lease = store.lease_grant(ttl).await.unwrap();
+        store.txn(Txn::new().success(Op::put_with_lease("/leased", "v", lease.id))).await.unwrap();
+        lease.id
+    }
+
+    async fn exists(store: &MemStore) -> bool {
+        store.get("/leased").await.unwrap().is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_its_ttl_after_the_last_keep_alive() {
+        let store = MemStore::new(MemStoreConfig { lease_check_interval: Duration::from_millis(500) });
+        let id = leased_key(&store, 5).await;
+        tokio::time::sleep(Duration::from_millis(3900)).await;
+        assert!(exists(&store).await, "alive before its ttl");
+        store.lease_keep_alive(id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(4800)).await; // 4.8 s after the keep-alive
+        assert!(exists(&store).await, "the keep-alive restarted the countdown");
+        tokio::time::sleep(Duration::from_millis(600)).await; // 5.4 s: past the check at 5.1 s
+        assert!(!exists(&store).await, "expired 5 s after the keep-alive");
+        assert_eq!(store.lease_keep_alive(id).await, Err(Error::LeaseNotFound(id)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revoked_lease_is_not_expired_again() {
+        let store = MemStore::new(MemStoreConfig::default());
+        let id = leased_key(&store, 1).await;
+        store.lease_revoke(id).await.unwrap();
+        let revision = store.status().await.unwrap().revision;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(store.status().await.unwrap().revision, revision, "nothing more was written");
     }
 }

@@ -160,7 +160,7 @@ pub fn validate_key(key: &[u8]) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidKey { key: String::from_utf8_lossy(key).into_owned(), reason })
+    Err(Error::InvalidKey { key: String::from_utf8_lossy(key).into_owned(), reason: reason.into() })
 }
 
 /// What applying a command produced.
@@ -212,6 +212,22 @@ fn history_key(key: &[u8], revision: Revision) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(&revision.to_be_bytes());
     k
+}
+
+/// The first history key of any user key `>= bound`.
+///
+/// Range bounds may contain NUL (a single key's end is `key ++ 0x00`, a continue key is
+/// `last ++ 0x00`) although stored keys never do: a user key is `>= p ++ 0x00 ++ …` exactly when it
+/// is `>= p ++ 0x01`, so the bound is cut at its first NUL.
+fn history_bound(bound: &[u8]) -> Vec<u8> {
+    match bound.iter().position(|b| *b == 0) {
+        Some(i) => {
+            let mut k = bound[..i].to_vec();
+            k.push(1);
+            history_key(&k, 0)
+        }
+        None => history_key(bound, 0),
+    }
 }
 
 /// Splits a history key into the user key and the revision.
@@ -353,8 +369,8 @@ impl<E: Engine> Mvcc<E> {
         // The versions of the key being scanned: the newest at or below `at` wins.
         let mut current: Option<(Vec<u8>, Revision, Vec<u8>)> = None;
         let mut failed = None;
-        let hstart = history_key(&start, 0);
-        let hend = end.as_deref().map(|e| history_key(e, 0));
+        let hstart = history_bound(&start);
+        let hend = end.as_deref().map(history_bound);
         self.engine.scan(Table::History, &hstart, hend.as_deref(), &mut |k, v| {
             let (key, rev) = match split_history_key(k) {
                 Ok(x) => x,
@@ -628,9 +644,12 @@ impl<E: Engine> Mvcc<E> {
         if rev > self.revision {
             return Err(Error::FutureRevision { requested: rev, current: self.revision });
         }
-        // Per key, drop every version below `rev` except the newest, and that one too if it is a
-        // tombstone: reads at `rev` or later still see the same thing.
-        let mut pending: Option<(Vec<u8>, Vec<u8>, bool)> = None; // (key, history key, tombstone)
+        // Per key, of the versions at or below `rev` keep the newest (reads at `rev` and later
+        // see it) unless it is a delete below `rev` (then the key simply did not exist), and when
+        // the newest is exactly at `rev` also the one before it unless that is a delete (the
+        // `prev_kv` of the event at `rev`, which watches from `rev` still deliver). Drop the rest.
+        let mut group: Vec<(Revision, Vec<u8>, bool)> = Vec::new(); // (revision, history key, tombstone)
+        let mut group_key: Vec<u8> = Vec::new();
         let mut failed = None;
         let mut drop_keys = Vec::new();
         self.engine.scan(Table::History, &[], None, &mut |k, v| {
@@ -641,32 +660,26 @@ impl<E: Engine> Mvcc<E> {
                     return false;
                 }
             };
-            if let Some((pk, phk, tomb)) = pending.take() {
-                if pk.as_slice() == key && krev <= rev {
-                    drop_keys.push(phk); // superseded by a newer version at or below `rev`
-                } else if tomb {
-                    drop_keys.push(phk); // the newest below `rev` is a delete
-                }
+            if krev > rev {
+                return true;
             }
-            if krev <= rev {
-                let tomb = match decode::<Record>(v) {
-                    Ok(r) => r.value.is_none(),
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
-                };
-                // A tombstone exactly at `rev` stays: an event at `rev` remains readable.
-                pending = Some((key.to_vec(), k.to_vec(), tomb && krev < rev));
+            if key != group_key.as_slice() {
+                drop_compacted(&mut group, rev, &mut drop_keys);
+                group_key = key.to_vec();
+            }
+            match decode::<Record>(v) {
+                Ok(r) => group.push((krev, k.to_vec(), r.value.is_none())),
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
             }
             true
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        if let Some((_, phk, true)) = pending {
-            drop_keys.push(phk);
-        }
+        drop_compacted(&mut group, rev, &mut drop_keys);
         for k in drop_keys {
             batch.delete(Table::History, k);
         }
@@ -678,6 +691,21 @@ impl<E: Engine> Mvcc<E> {
         batch.put(Table::Meta, META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
         Ok(())
     }
+}
+
+/// Moves the history keys of one key's versions at or below the compaction revision `rev` that
+/// compaction drops into `drop_keys` (see [`Mvcc::apply_compact`]); `group` is in revision order.
+fn drop_compacted(group: &mut Vec<(Revision, Vec<u8>, bool)>, rev: Revision, drop_keys: &mut Vec<Vec<u8>>) {
+    let mut keep = 0;
+    if let Some((newest, _, tombstone)) = group.last() {
+        if *newest == rev {
+            keep = if group.len() >= 2 && !group[group.len() - 2].2 { 2 } else { 1 };
+        } else if !tombstone {
+            keep = 1;
+        }
+    }
+    let n = group.len() - keep;
+    drop_keys.extend(group.drain(..).take(n).map(|(_, k, _)| k));
 }
 
 /// Adds the newest version of a scanned key to a range result; `false` when the limit is reached.
@@ -711,5 +739,143 @@ fn deleted_kv(key: &[u8], revision: Revision) -> KeyValue {
         mod_revision: revision,
         version: 0,
         lease: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::mem::MemEngine;
+
+    fn open() -> Mvcc<MemEngine> {
+        Mvcc::open(MemEngine::default()).unwrap()
+    }
+
+    fn run(m: &mut Mvcc<MemEngine>, cmd: Command) -> Applied {
+        let mut batch = Batch::default();
+        let applied = m.apply(&cmd, &mut batch).unwrap();
+        m.commit(batch).unwrap();
+        applied
+    }
+
+    fn write(m: &mut Mvcc<MemEngine>, ops: Vec<Op>) -> Revision {
+        run(m, Command::Txn(Txn { compares: vec![], success: ops, failure: vec![] })).revision
+    }
+
+    /// The retained versions as `(key, revision)`.
+    fn history(m: &Mvcc<MemEngine>) -> Vec<(String, Revision)> {
+        let mut out = Vec::new();
+        m.engine()
+            .scan(Table::History, &[], None, &mut |k, _| {
+                let (key, rev) = split_history_key(k).unwrap();
+                out.push((String::from_utf8_lossy(key).into_owned(), rev));
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    fn event_revisions(m: &Mvcc<MemEngine>) -> Vec<Revision> {
+        let mut out = Vec::new();
+        m.engine()
+            .scan(Table::Events, &[], None, &mut |k, _| {
+                out.push(decode_u64(&k[..8]).unwrap());
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    /// Everything a reader at or after `from` can observe.
+    fn observable(m: &Mvcc<MemEngine>, from: Revision) -> Vec<String> {
+        let all = KeyRange::Prefix(Vec::new());
+        let mut out = Vec::new();
+        for rev in from..=m.status().revision {
+            let read = m.range(&RangeRequest::new(all.clone()).at_revision(rev)).unwrap();
+            out.push(format!("{rev}: {:?}", read.kvs.iter().map(|kv| (kv, &kv.value)).collect::<Vec<_>>()));
+        }
+        out.push(format!("{:?}", m.events(&all, from, m.status().revision).unwrap()));
+        out
+    }
+
+    #[test]
+    fn compaction_keeps_exactly_what_reads_and_watches_from_its_revision_need() {
+        let mut m = open();
+        assert_eq!(write(&mut m, vec![Op::put("a", "1"), Op::put("f", "1")]), 2);
+        write(&mut m, vec![Op::put("a", "2")]);
+        write(&mut m, vec![Op::put("b", "1"), Op::put("d", "1")]);
+        write(&mut m, vec![Op::delete("b"), Op::delete("f")]);
+        write(&mut m, vec![Op::put("c", "1"), Op::put("f", "2")]);
+        assert_eq!(write(&mut m, vec![Op::put("c", "2"), Op::delete("d")]), 7);
+        write(&mut m, vec![Op::put("a", "3")]);
+        let before = observable(&m, 7);
+
+        let applied = run(&mut m, Command::Compact(7));
+        assert_eq!(applied.response, Ok(Response::Compacted));
+        let expected = [("a", 3), ("a", 8), ("c", 6), ("c", 7), ("d", 4), ("d", 7), ("f", 6)];
+        assert_eq!(
+            history(&m),
+            expected.iter().map(|(k, r)| (k.to_string(), *r)).collect::<Vec<_>>(),
+            "a: newest at or below 7 and later; b: deleted below 7, gone; c and d: changed at 7, \
+             so the version before stays for prev_kv; f: deleted then re-created below 7"
+        );
+        assert_eq!(event_revisions(&m), vec![7, 7, 8]);
+        assert_eq!(observable(&m, 7), before, "reads and events from 7 on are unchanged");
+        assert_eq!(
+            m.range(&RangeRequest::key("a").at_revision(6)),
+            Err(Error::Compacted { requested: 6, compacted: 7 })
+        );
+        let prev = m.events(&KeyRange::Key(b"c".to_vec()), 7, 7).unwrap()[0].1[0].prev_kv.clone();
+        assert_eq!(prev.map(|kv| kv.value), Some(b"1".to_vec()), "the event at 7 keeps its prev_kv");
+    }
+
+    #[test]
+    fn compaction_of_random_histories_changes_nothing_observable_from_its_revision() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..20 {
+            let mut m = open();
+            for _ in 0..60 {
+                let ops = (0..rng.random_range(1..4))
+                    .map(|i| {
+                        let key = format!("k{}", (rng.random_range(0..5) + i * 5));
+                        if rng.random_bool(0.3) {
+                            Op::delete(key)
+                        } else {
+                            Op::put(key, format!("{}", rng.random::<u16>()))
+                        }
+                    })
+                    .collect();
+                write(&mut m, ops);
+            }
+            let mut compacted = 0;
+            for _ in 0..3 {
+                let current = m.status().revision;
+                if compacted >= current {
+                    break;
+                }
+                let at = rng.random_range(compacted + 1..=current);
+                let before = observable(&m, at);
+                run(&mut m, Command::Compact(at));
+                assert_eq!(observable(&m, at), before, "round {round}, compacted at {at}");
+                assert!(event_revisions(&m).iter().all(|r| *r >= at));
+                compacted = at;
+                write(&mut m, vec![Op::put("k0", "more")]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_of_one_key_or_from_a_continue_key_sees_no_neighbour() {
+        let mut m = open();
+        write(&mut m, vec![Op::put("a", "1"), Op::put("a\u{1}", "2"), Op::put("ab", "3")]);
+        let keys =
+            |req: RangeRequest| m.range(&req).unwrap().kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
+        assert_eq!(keys(RangeRequest::key("a")), vec![b"a".to_vec()]);
+        let after_a = KeyRange::Range { start: b"a\0".to_vec(), end: Vec::new() };
+        assert_eq!(keys(RangeRequest::new(after_a)), vec![b"a\x01".to_vec(), b"ab".to_vec()]);
+        let before_a1 = KeyRange::Range { start: b"a".to_vec(), end: b"a\0".to_vec() };
+        assert_eq!(keys(RangeRequest::new(before_a1)), vec![b"a".to_vec()]);
     }
 }

@@ -46,7 +46,12 @@ pub struct WatchHub {
 impl WatchHub {
     /// A hub whose last published revision is `revision`.
     pub fn new(revision: Revision) -> Self {
-        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        Self::with_capacity(revision, FEED_CAPACITY)
+    }
+
+    /// A hub whose live feed buffers `capacity` changes per watcher.
+    pub(crate) fn with_capacity(revision: Revision, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
         WatchHub { tx, revision: Arc::new(AtomicU64::new(revision)) }
     }
 
@@ -122,7 +127,14 @@ impl Watcher {
                             return self.fail(e);
                         }
                         if self.pending.is_empty() {
-                            self.pending.push_back(WatchResponse::Progress { revision: self.delivered });
+                            // A watch from a future revision has "delivered" up to a revision
+                            // that does not exist yet: report no more than the store has.
+                            let current = match self.history.status() {
+                                Ok(status) => status.revision,
+                                Err(e) => return self.fail(e),
+                            };
+                            let revision = self.delivered.min(current);
+                            self.pending.push_back(WatchResponse::Progress { revision });
                         }
                         continue;
                     }
@@ -204,4 +216,107 @@ fn filter(req: &WatchRequest, events: &[Event]) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use parking_lot::RwLock;
+
+    use super::*;
+    use crate::mem::MemEngine;
+    use crate::mvcc::{Batch, Command, Mvcc};
+    use crate::{Op, Txn};
+
+    struct TestHistory(RwLock<Mvcc<MemEngine>>);
+
+    impl History for TestHistory {
+        fn status(&self) -> Result<StoreStatus> {
+            Ok(self.0.read().status())
+        }
+        fn events(
+            &self,
+            range: &KeyRange,
+            from: Revision,
+            to: Revision,
+        ) -> Result<Vec<(Revision, Vec<Event>)>> {
+            self.0.read().events(range, from, to)
+        }
+    }
+
+    /// A hub whose feed holds only 4 changes, over in-memory history.
+    fn small_hub() -> (WatchHub, Arc<TestHistory>) {
+        let mvcc = Mvcc::open(MemEngine::default()).unwrap();
+        (WatchHub::with_capacity(mvcc.status().revision, 4), Arc::new(TestHistory(RwLock::new(mvcc))))
+    }
+
+    fn apply(hub: &WatchHub, history: &TestHistory, cmd: Command) {
+        let mut mvcc = history.0.write();
+        let mut batch = Batch::default();
+        let applied = mvcc.apply(&cmd, &mut batch).unwrap();
+        applied.response.unwrap();
+        mvcc.commit(batch).unwrap();
+        hub.publish(applied.revision, applied.events);
+    }
+
+    fn put(hub: &WatchHub, history: &TestHistory, i: usize) {
+        apply(
+            hub,
+            history,
+            Command::Txn(Txn::new().success(Op::put(format!("/k/{}", i % 3), i.to_string()))),
+        );
+    }
+
+    fn watch_all(hub: &WatchHub, history: &Arc<TestHistory>) -> WatchStream {
+        let req = WatchRequest::new(KeyRange::Prefix(b"/".to_vec()), 0).prev_kv();
+        hub.watch(req, history.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watcher_lagging_beyond_the_feed_capacity_catches_up_from_history() {
+        let (hub, history) = small_hub();
+        let mut watch = watch_all(&hub, &history);
+        for i in 0..20 {
+            put(&hub, &history, i);
+        }
+        for (i, expected) in (2..22).enumerate() {
+            match watch.next().await {
+                Some(Ok(WatchResponse::Events { revision, events })) => {
+                    assert_eq!(revision, expected);
+                    assert_eq!(events.len(), 1);
+                    assert_eq!(events[0].kv.value, i.to_string().into_bytes());
+                    let prev = events[0].prev_kv.as_ref().map(|p| p.value.clone());
+                    assert_eq!(prev, i.checked_sub(3).map(|p| p.to_string().into_bytes()));
+                }
+                other => panic!("expected the event at {expected}, got {other:?}"),
+            }
+        }
+        // Live again afterwards, with nothing repeated.
+        put(&hub, &history, 20);
+        assert!(matches!(watch.next().await, Some(Ok(WatchResponse::Events { revision: 22, .. }))));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watcher_ends_with_compacted_when_its_history_is_gone() {
+        let (hub, history) = small_hub();
+        let mut watch = watch_all(&hub, &history);
+        for i in 0..20 {
+            put(&hub, &history, i);
+        }
+        apply(&hub, &history, Command::Compact(15));
+        assert_eq!(watch.next().await, Some(Err(Error::Compacted { requested: 2, compacted: 15 })));
+        assert!(watch.next().await.is_none(), "the stream ends after the error");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_within_the_feed_capacity_is_not_affected_by_compaction() {
+        let (hub, history) = small_hub();
+        for i in 0..10 {
+            put(&hub, &history, i);
+        }
+        let mut watch = watch_all(&hub, &history);
+        put(&hub, &history, 10);
+        apply(&hub, &history, Command::Compact(12));
+        assert!(matches!(watch.next().await, Some(Ok(WatchResponse::Events { revision: 12, .. }))));
+    }
 }

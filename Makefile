@@ -1,0 +1,67 @@
+# Corten: everything a developer or CI runs. `make run` starts a single-node server in the
+# foreground; `make test` is exactly what CI runs (.ci/run).
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Outside the clone so repeated CI runs on one machine build incrementally. Override freely.
+export CARGO_TARGET_DIR ?= /var/tmp/corten-target
+# Features that switch on the shared test suites (the store conformance suite).
+TEST_FEATURES ?= corten-store/testing
+# `make run` settings.
+DATA_DIR ?= ./.corten-data
+HEALTH_ADDR ?= 127.0.0.1:6440
+# OS packages the build needs: libclang for RocksDB's bindings, protoc and the protobuf
+# well-known types for the gRPC code (raft, and the etcd client of the bench).
+OS_PACKAGES := libclang-dev protobuf-compiler libprotobuf-dev clang
+
+.PHONY: help run test fmt lint bench os-deps
+
+help:
+	@echo "make run    build (release) and run 'corten server' in the foreground (data in $(DATA_DIR))"
+	@echo "make test   everything CI runs: OS packages, fmt check, clippy, all tests"
+	@echo "make fmt    format the code"
+	@echo "make lint   clippy with warnings as errors"
+	@echo "make bench  run the benches (results are recorded in docs/PERF.md)"
+
+run: os-deps
+	$(CARGO) build --release -p corten
+	exec "$(CARGO_TARGET_DIR)/release/corten" server --data-dir "$(DATA_DIR)" --health-addr "$(HEALTH_ADDR)"
+
+test: os-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --features "$(TEST_FEATURES)" -- -D warnings
+	$(CARGO) build -p corten
+	CORTEN_BIN="$(CARGO_TARGET_DIR)/debug/corten" $(CARGO) test --workspace --features "$(TEST_FEATURES)"
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --features "$(TEST_FEATURES)" -- -D warnings
+
+# The store bench runs etcd 3.4 side by side (Debian's etcd-server). BENCH_ARGS go to the bench
+# binary, e.g. `make bench BENCH_ARGS="--backends corten,etcd --scenarios put"` (see `-- --help`).
+bench: os-deps
+	@command -v etcd >/dev/null || { \
+	  sudo=(); if (( EUID != 0 )); then sudo=(sudo -n); fi; \
+	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends etcd-server; }
+	$(CARGO) bench -p corten-store-raft --bench store -- $(BENCH_ARGS)
+
+# Installs the OS packages that are missing (Debian/Ubuntu). Fails loudly when it cannot.
+os-deps:
+	@command -v $(CARGO) >/dev/null || { echo "error: $(CARGO) not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+	@missing=(); \
+	for pkg in $(OS_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$$pkg"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+	  echo "installing missing OS packages: $${missing[*]}"; \
+	  command -v apt-get >/dev/null || { echo "error: apt-get not found; install $${missing[*]} yourself" >&2; exit 1; }; \
+	  sudo=(); if (( EUID != 0 )); then sudo=(sudo -n); fi; \
+	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$${missing[@]}"; \
+	fi
