@@ -12,10 +12,13 @@ export CARGO_TARGET_DIR ?= /var/tmp/corten-target
 TEST_FEATURES ?= corten-store/testing
 # `make run` settings.
 DATA_DIR ?= ./.corten-data
-HEALTH_ADDR ?= 127.0.0.1:6440
+BIND_ADDRESS ?= 127.0.0.1
+HTTPS_PORT ?= 6443
 # OS packages the build needs: libclang for RocksDB's bindings, protoc and the protobuf
 # well-known types for the gRPC code (raft, and the etcd client of the bench).
 OS_PACKAGES := libclang-dev protobuf-compiler libprotobuf-dev clang
+# What the end-to-end tests drive besides kubectl (which is not a Debian package here).
+TEST_PACKAGES := curl
 
 .PHONY: help run test fmt lint bench os-deps
 
@@ -28,8 +31,9 @@ help:
 
 run: os-deps
 	$(CARGO) build --release -p corten
-	exec "$(CARGO_TARGET_DIR)/release/corten" server --data-dir "$(DATA_DIR)" --health-addr "$(HEALTH_ADDR)"
+	exec "$(CARGO_TARGET_DIR)/release/corten" server --data-dir "$(DATA_DIR)" --bind-address "$(BIND_ADDRESS)" --https-port "$(HTTPS_PORT)"
 
+test: OS_PACKAGES += $(TEST_PACKAGES)
 test: os-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features "$(TEST_FEATURES)" -- -D warnings

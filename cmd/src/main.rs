@@ -4,7 +4,7 @@
 //! shutdown token, then hands over to the library crates. No logic lives here.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -24,18 +24,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a control-plane node: the replicated store and its health endpoints.
+    /// Run a control-plane node: the replicated store and the Kubernetes API server.
     Server(ServerArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct ServerArgs {
-    /// Directory for the store's data; created when missing.
+    /// Directory for the store, the certificates and admin.kubeconfig; created when missing.
     #[arg(long, env = "CORTEN_DATA_DIR", default_value = "/var/lib/corten")]
     data_dir: PathBuf,
-    /// Address for the plain-HTTP /healthz and /readyz endpoints (keep it on loopback).
-    #[arg(long, env = "CORTEN_HEALTH_ADDR", default_value = "127.0.0.1:6440")]
-    health_addr: SocketAddr,
+    /// Address the Kubernetes API listens on (0.0.0.0: every interface).
+    #[arg(long, env = "CORTEN_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the Kubernetes API.
+    #[arg(long, env = "CORTEN_HTTPS_PORT", default_value_t = 6443)]
+    https_port: u16,
+    /// Extra host name or IP for the API serving certificate (repeat or separate with commas).
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    tls_sans: Vec<String>,
+    /// IPv4 range Service ClusterIPs are allocated from.
+    #[arg(long, env = "CORTEN_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    service_cidr: String,
 }
 
 #[tokio::main]
@@ -46,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
     cancel_on_signals(shutdown.clone())?;
     match cli.command {
         Command::Server(args) => {
-            let cfg = corten_server::ServerConfig { data_dir: args.data_dir, health_addr: args.health_addr };
+            let cfg = corten_server::ServerConfig {
+                data_dir: args.data_dir,
+                bind_address: args.bind_address,
+                https_port: args.https_port,
+                tls_sans: args.tls_sans,
+                service_cidr: args.service_cidr,
+            };
             corten_server::run(cfg, shutdown).await.context("corten server failed")
         }
     }

@@ -14,8 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long a server may take to become ready or to stop before a test fails.
@@ -58,21 +57,29 @@ pub async fn run_corten(args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
 #[derive(Debug)]
 pub struct Server {
     child: Child,
-    health_addr: SocketAddr,
+    data_dir: PathBuf,
+    addr: SocketAddr,
     logs: Arc<parking_lot::Mutex<String>>,
     log_reader: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    /// Starts `corten server` on `data_dir` with health endpoints on a free loopback port.
+    /// Starts `corten server` on `data_dir` with the API on a free loopback port.
     pub fn start(data_dir: &Path) -> anyhow::Result<Server> {
-        let health_addr = free_loopback_addr()?;
+        Self::start_with(data_dir, free_loopback_addr()?, &[])
+    }
+
+    /// Starts `corten server` on `data_dir` serving the API on `addr`, with extra arguments.
+    pub fn start_with(data_dir: &Path, addr: SocketAddr, extra: &[&str]) -> anyhow::Result<Server> {
         let mut child = Command::new(corten_bin()?)
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--health-addr")
-            .arg(health_addr.to_string())
+            .arg("--bind-address")
+            .arg(addr.ip().to_string())
+            .arg("--https-port")
+            .arg(addr.port().to_string())
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -92,12 +99,22 @@ impl Server {
                 logs.push('\n');
             }
         });
-        Ok(Server { child, health_addr, logs, log_reader })
+        Ok(Server { child, data_dir: data_dir.to_path_buf(), addr, logs, log_reader })
     }
 
-    /// Where the health endpoints are served.
-    pub fn health_addr(&self) -> SocketAddr {
-        self.health_addr
+    /// Where the API is served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin kubeconfig the server writes once it is ready.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("admin.kubeconfig")
+    }
+
+    /// A kubectl of `version` ("" for the default one) using the admin kubeconfig.
+    pub fn kubectl(&self, version: &str) -> anyhow::Result<Kubectl> {
+        Kubectl::new(version, &self.kubeconfig())
     }
 
     /// Everything the server logged so far.
@@ -105,22 +122,27 @@ impl Server {
         self.logs.lock().clone()
     }
 
-    /// Polls `/readyz` until it answers 200; fails if the process exits or [`DEADLINE`] passes.
+    /// Waits until the admin kubeconfig exists and `/readyz` answers ok through it; fails if the
+    /// process exits or [`DEADLINE`] passes.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("corten server exited with {status} before becoming ready; logs:\n{}", self.logs());
             }
-            let last = match http_get(self.health_addr, "/readyz").await {
-                Ok((200, _)) => return Ok(()),
-                Ok((code, body)) => format!("{code}: {body}"),
-                Err(e) => e.to_string(),
+            let last = if self.kubeconfig().is_file() {
+                match self.kubectl("")?.run(&["get", "--raw", "/readyz"]).await {
+                    Ok(out) if out.ok() && out.stdout.trim() == "ok" => return Ok(()),
+                    Ok(out) => format!("{}{}", out.stdout, out.stderr),
+                    Err(e) => e.to_string(),
+                }
+            } else {
+                "no admin.kubeconfig yet".to_string()
             };
             if tokio::time::Instant::now() >= deadline {
-                bail!("/readyz not 200 within {DEADLINE:?} (last: {last}); logs:\n{}", self.logs());
+                bail!("/readyz not ok within {DEADLINE:?} (last: {last}); logs:\n{}", self.logs());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -147,18 +169,107 @@ impl Server {
     }
 }
 
-/// A minimal plain-HTTP/1.1 GET: the status code and the body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut conn = TcpStream::connect(addr).await?;
-    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers in the response")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("bad status line in {head:?}"))?;
-    Ok((status, body.to_string()))
+/// The output of one kubectl run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// The real kubectl (a given minor version or the default one) against one kubeconfig.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// kubectl `version` ("1.27" … "1.33", or "" for the one on PATH). The versioned binaries
+    /// sit beside the real kubectl as `kubectl.<minor>`. A missing binary is an error.
+    pub fn new(version: &str, kubeconfig: &Path) -> anyhow::Result<Kubectl> {
+        let default = which("kubectl").context("kubectl is not on PATH: install kubectl 1.30-1.33")?;
+        let bin = if version.is_empty() {
+            default
+        } else {
+            let real = std::fs::canonicalize(&default).context("resolving kubectl")?;
+            let dir = real.parent().context("kubectl has no parent directory")?;
+            let bin = dir.join(format!("kubectl.{version}"));
+            if !bin.is_file() {
+                bail!(
+                    "{} is missing: this test needs kubectl {version} beside the real kubectl",
+                    bin.display()
+                );
+            }
+            bin
+        };
+        Ok(Kubectl { bin, kubeconfig: kubeconfig.to_path_buf() })
+    }
+
+    /// The kubectl binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Runs kubectl with `args` (and the kubeconfig), at most [`DEADLINE`].
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.run_with(args, None, &[]).await
+    }
+
+    /// Runs kubectl with `stdin` as its input and extra environment variables.
+    pub async fn run_with(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Output> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args).kill_on_drop(true);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("running {}", self.bin.display()))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).await?;
+        }
+        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .with_context(|| format!("kubectl {args:?} did not finish in {DEADLINE:?}"))??;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs kubectl and fails unless it exits 0; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.run(args).await?;
+        if !out.ok() {
+            bail!("kubectl {} failed ({:?}):\n{}{}", args.join(" "), out.code, out.stdout, out.stderr);
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs kubectl with `stdin` and fails unless it exits 0; returns stdout.
+    pub async fn ok_stdin(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+        let out = self.run_with(args, Some(stdin), &[]).await?;
+        if !out.ok() {
+            bail!("kubectl {} failed ({:?}):\n{}{}", args.join(" "), out.code, out.stdout, out.stderr);
+        }
+        Ok(out.stdout)
+    }
+}
+
+/// The first `name` on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }

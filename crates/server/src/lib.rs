@@ -1,29 +1,29 @@
 //! Control-plane assembly: what `corten server` runs.
 //!
-//! [`run`] prepares the data directory, opens the replicated store (`corten-store-raft`, a
-//! one-voter raft today), serves `/healthz` and `/readyz` until the shutdown token fires, then stops
-//! the HTTP server and shuts the store down cleanly. Later issues add PKI bootstrap, the API server,
-//! the scheduler and the controllers here, in that start order, stopping in reverse.
+//! [`run`] prepares the data directory, creates or loads the cluster PKI (`corten-pki`), opens
+//! the replicated store (`corten-store-raft`, a one-voter raft today), and serves the Kubernetes
+//! API (`corten-apiserver`) over HTTPS until the shutdown token fires; then it drains HTTP and
+//! shuts the store down cleanly. Once the store is ready it creates the cluster defaults and
+//! writes `<data-dir>/admin.kubeconfig`. Later issues add the scheduler, the controllers and the
+//! embedded agent here, in that start order, stopping in reverse.
 //!
 //! This is the only crate that names `corten-store-raft`. It must not depend on openraft or RocksDB
 //! directly, nor on `corten-agent` (server and agent are siblings; only `cmd/` combines them).
 
-mod health;
+mod auth;
 mod store;
 
 pub use store::ServedStore;
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use corten_apiserver::{ApiConfig, ApiServer, ServiceCidr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-/// How long in-flight health requests may take to finish once shutdown starts.
-const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the store may take to become ready before a warning is logged (it keeps trying).
 const READY_WARN_AFTER: Duration = Duration::from_secs(30);
@@ -31,10 +31,40 @@ const READY_WARN_AFTER: Duration = Duration::from_secs(30);
 /// Settings of [`run`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Where the store keeps its RocksDB files; created when missing.
+    /// Where the store, the PKI and the admin kubeconfig live; created when missing.
     pub data_dir: PathBuf,
-    /// Where `/healthz` and `/readyz` are served over plain HTTP (keep it on loopback).
-    pub health_addr: SocketAddr,
+    /// The address the API server listens on (`0.0.0.0`: every interface).
+    pub bind_address: IpAddr,
+    /// The API server's HTTPS port.
+    pub https_port: u16,
+    /// Extra names and addresses for the serving certificate (`--tls-san`).
+    pub tls_sans: Vec<String>,
+    /// Where ClusterIPs come from, `10.43.0.0/16` by default.
+    pub service_cidr: String,
+}
+
+impl ServerConfig {
+    /// Defaults for a server keeping its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            https_port: 6443,
+            tls_sans: Vec::new(),
+            service_cidr: "10.43.0.0/16".into(),
+        }
+    }
+
+    /// The URL clients on this machine use: loopback unless bound to one specific address.
+    pub fn local_url(&self) -> String {
+        let host = match self.bind_address {
+            IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(a) if a.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        format!("https://{host}:{}", self.https_port)
+    }
 }
 
 /// Why the server could not start or did not stop cleanly.
@@ -51,8 +81,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The health address cannot be bound (in use, or not a local address).
-    #[error("cannot listen on {addr} for health checks: free the port or pass another --health-addr")]
+    /// The service CIDR is not an IPv4 CIDR of /8 to /30.
+    #[error("--service-cidr {0:?} is not valid: give an IPv4 CIDR such as 10.43.0.0/16")]
+    ServiceCidr(String),
+    /// The PKI could not be created or loaded.
+    #[error("preparing the cluster certificates in {}", path.display())]
+    Pki {
+        path: PathBuf,
+        #[source]
+        source: corten_pki::Error,
+    },
+    /// The API address cannot be bound (in use, or not a local address).
+    #[error("cannot listen on {addr} for the Kubernetes API: free the port, or pass another --https-port or --bind-address")]
     Listen {
         /// The requested address.
         addr: SocketAddr,
@@ -67,9 +107,19 @@ pub enum Error {
         #[source]
         source: corten_store_raft::Error,
     },
-    /// The health HTTP server stopped on its own.
-    #[error("the health endpoint server failed")]
-    Serve(#[source] std::io::Error),
+    /// The admin kubeconfig could not be written.
+    #[error("writing {}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: corten_pki::Error,
+    },
+    /// The API server stopped on its own.
+    #[error("the API server task failed")]
+    Serve(#[source] tokio::task::JoinError),
+    /// A blocking task (certificate or file work) panicked.
+    #[error("a background task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// The store did not shut down cleanly.
     #[error("shutting the store down")]
     StoreShutdown(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -80,14 +130,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the control plane until `shutdown` is cancelled, then stops it and returns.
 ///
-/// Start order: data dir, health listener (so a port conflict fails before the store is touched),
-/// store, HTTP. Stop order: HTTP, store. Every error names what to fix.
+/// Start order: data dir, service CIDR, PKI, API listener (so a port conflict fails before the
+/// store is touched), store, HTTPS. Stop order: HTTPS, store. Every error names what to fix.
 pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     info!(data_dir = %cfg.data_dir.display(), "starting corten server");
     prepare_data_dir(&cfg.data_dir).await?;
-    let listener = bind(cfg.health_addr).await?;
+    let cidr =
+        ServiceCidr::parse(&cfg.service_cidr).ok_or_else(|| Error::ServiceCidr(cfg.service_cidr.clone()))?;
+    let pki = load_pki(&cfg, cidr).await?;
+    let addr = SocketAddr::new(cfg.bind_address, cfg.https_port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
     let store = store::open(&cfg.data_dir).await?;
-    serve(listener, store, shutdown).await
+    let served = serve(&cfg, cidr, &pki, listener, store.clone(), shutdown).await;
+    info!("shutting down");
+    let stopped = store.shutdown().await.map_err(|e| Error::StoreShutdown(Box::new(e)));
+    match (&served, &stopped) {
+        (Ok(()), Ok(())) => info!("stopped"),
+        _ => warn!("stopped with errors"),
+    }
+    served.and(stopped)
 }
 
 /// Creates the data directory when missing and checks that it is writable.
@@ -103,81 +164,107 @@ async fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
+async fn load_pki(cfg: &ServerConfig, cidr: ServiceCidr) -> Result<corten_pki::ClusterPki> {
+    let dir = cfg.data_dir.join("tls");
+    let mut opts = corten_pki::PkiOptions::new(&dir);
+    opts.extra_sans = cfg.tls_sans.clone();
+    opts.service_ip = IpAddr::V4(cidr.first());
+    let ensured =
+        tokio::task::spawn_blocking(move || corten_pki::ensure(&opts)).await.map_err(Error::Task)?;
+    ensured.map_err(|source| Error::Pki { path: dir, source })
 }
 
-/// Serves the health endpoints for `store` until `shutdown`, then stops HTTP and the store.
-///
-/// The store is shut down on every path out of here, including a failing HTTP server.
-async fn serve<S: ServedStore>(listener: TcpListener, store: S, shutdown: CancellationToken) -> Result<()> {
-    let store = std::sync::Arc::new(store);
-    let served = serve_http(listener, store.clone(), shutdown.clone()).await;
-    info!("shutting down");
-    let stopped = store.shutdown().await.map_err(|e| Error::StoreShutdown(Box::new(e)));
-    match (&served, &stopped) {
-        (Ok(()), Ok(())) => info!("stopped"),
-        _ => warn!("stopped with errors"),
-    }
-    served.and(stopped)
-}
-
-async fn serve_http<S: ServedStore>(
+/// Serves the API for `store` until `shutdown`; creates the cluster defaults and the admin
+/// kubeconfig once the store is ready.
+async fn serve<S: ServedStore + Clone>(
+    cfg: &ServerConfig,
+    cidr: ServiceCidr,
+    pki: &corten_pki::ClusterPki,
     listener: TcpListener,
-    store: std::sync::Arc<S>,
+    store: S,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let addr = listener.local_addr().map_err(Error::Serve)?;
-    let app = health::router(store.clone(), shutdown.clone());
-    let mut http = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
-    );
-    info!(%addr, "serving /healthz and /readyz over http");
-    tokio::spawn(log_when_ready(store, shutdown.clone()));
-
+    let ready_store = store.clone();
+    let config = ApiConfig {
+        service_cidr: cidr,
+        tokens: Some(Arc::new(auth::ServiceAccountAuthenticator::new(pki.service_account_signer()))),
+        ready: Some(Arc::new(move || {
+            if ready_store.is_ready() {
+                Ok(())
+            } else {
+                Err("store is not ready: no raft leader yet or log not applied".into())
+            }
+        })),
+        ..ApiConfig::default()
+    };
+    let api = ApiServer::new(store.clone(), config, shutdown.clone());
+    let tls =
+        pki.server_tls_config().map_err(|source| Error::Pki { path: pki.dir().to_path_buf(), source })?;
+    let mut http = tokio::spawn(corten_apiserver::serve::serve_tls(
+        listener,
+        Arc::new(tls),
+        api.router(),
+        auth::cert_identity(),
+        shutdown.clone(),
+    ));
+    let prepared = tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        prepared = prepare_cluster(cfg, pki, &api, &store, &shutdown) => prepared,
+        ended = &mut http => {
+            shutdown.cancel();
+            return ended.map_err(Error::Serve);
+        }
+    };
+    if let Err(e) = prepared {
+        shutdown.cancel();
+        let _ = http.await;
+        return Err(e);
+    }
     tokio::select! {
         () = shutdown.cancelled() => {}
         ended = &mut http => {
-            // axum only returns on shutdown or a fatal listener error.
+            // The API server only returns on shutdown; anything else is a bug worth stopping for.
             shutdown.cancel();
-            return match ended {
-                Ok(Ok(())) => Err(Error::Serve(std::io::Error::other("http server stopped unexpectedly"))),
-                Ok(Err(e)) => Err(Error::Serve(e)),
-                Err(join) => Err(Error::Serve(std::io::Error::other(join))),
-            };
+            return ended.map_err(Error::Serve);
         }
     }
-    match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut http).await {
-        Ok(Ok(result)) => result.map_err(Error::Serve),
-        Ok(Err(join)) => Err(Error::Serve(std::io::Error::other(join))),
-        Err(_) => {
-            warn!(timeout = ?HTTP_DRAIN_TIMEOUT, "health requests still running at shutdown; dropping them");
-            http.abort();
-            Ok(())
-        }
-    }
+    http.await.map_err(Error::Serve)
 }
 
-/// Logs the store's revision once it is ready, and warns while it is slow to get there.
-async fn log_when_ready<S: ServedStore>(store: std::sync::Arc<S>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            ready = store.wait_ready(READY_WARN_AFTER) => {
-                if ready {
-                    break;
-                }
-                warn!(waited = ?READY_WARN_AFTER, "store is not ready yet; still waiting");
-            }
+/// Waits for the store, creates the cluster defaults, writes the admin kubeconfig.
+async fn prepare_cluster<S: ServedStore + Clone>(
+    cfg: &ServerConfig,
+    pki: &corten_pki::ClusterPki,
+    api: &ApiServer<S>,
+    store: &S,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    while !store.wait_ready(READY_WARN_AFTER).await {
+        warn!(waited = ?READY_WARN_AFTER, "store is not ready yet; still waiting");
+    }
+    if let Ok(status) = store.status().await {
+        info!(revision = status.revision, compact_revision = status.compact_revision, "store ready");
+    }
+    let mut delay = Duration::from_millis(100);
+    while let Err(e) = api.bootstrap().await {
+        warn!(error = %e, "creating the cluster defaults failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
     }
-    match store.status().await {
-        Ok(status) => {
-            info!(revision = status.revision, compact_revision = status.compact_revision, "store ready")
-        }
-        Err(e) => warn!(error = %e, "store ready but its status cannot be read"),
-    }
+    let path = cfg.data_dir.join("admin.kubeconfig");
+    let url = cfg.local_url();
+    let (ca, cert, key) =
+        (pki.ca_cert_pem().to_string(), pki.admin_cert_pem().to_string(), pki.admin_key_pem().to_string());
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        corten_pki::write_kubeconfig(&target, &url, &ca, &cert, &key, "admin")
+    })
+    .await
+    .map_err(Error::Task)?;
+    written.map_err(|source| Error::Kubeconfig { path: path.clone(), source })?;
+    info!(kubeconfig = %path.display(), "cluster ready: export KUBECONFIG={} and run kubectl", path.display());
+    Ok(())
 }
-
-#[cfg(test)]
-mod tests;
