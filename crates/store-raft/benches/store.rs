@@ -225,7 +225,7 @@ async fn rss(args: &Args, backend: Backend) -> anyhow::Result<u64> {
         let (cluster, kv) = EtcdCluster::start(1, &args.dir).await?;
         workload::load(&kv, "/bench/rss/", args.rss_keys, 64).await?;
         let pid = cluster.pids().first().copied().context("etcd has no member")?;
-        let (rss, _) = proc_memory(&format!("/proc/{pid}/status"))?;
+        let (rss, _) = proc_memory(format!("/proc/{pid}/status"))?;
         return Ok(rss);
     }
     let exe = std::env::current_exe()?;

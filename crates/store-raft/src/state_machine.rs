@@ -105,11 +105,11 @@ pub(crate) fn clear_install_marker(db: &DB) -> Result<()> {
         .map_err(rocks("write raft meta"))
 }
 
+/// The last applied log id and the membership as of it.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+
 /// The applied log id and membership stored in the meta table, read from `snapshot` if given.
-fn applied_state(
-    db: &DB,
-    snapshot: Option<&rocksdb::Snapshot<'_>>,
-) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+fn applied_state(db: &DB, snapshot: Option<&rocksdb::Snapshot<'_>>) -> Result<AppliedState> {
     let meta = cf(db, table_cf(Table::Meta))?;
     let get = |key: &[u8]| match snapshot {
         Some(s) => s.get_cf(meta, key),
@@ -256,9 +256,7 @@ impl StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<NodeId>> {
         applied_state(self.engine.db(), None).map_err(storage_read_error)
     }
 
@@ -267,7 +265,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        entries.into_iter().map(|e| self.apply_entry(e).map_err(storage_error)).collect()
+        let mut replies = Vec::new();
+        for entry in entries {
+            replies.push(self.apply_entry(entry).map_err(storage_error)?);
+        }
+        Ok(replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -48,14 +48,10 @@ impl Writer {
 
     /// Waits for the `ready` line.
     fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + READY;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("ready ") => return Ok(()),
-                Ok(line) => bail!("unexpected line before ready: {line:?}"),
-                Err(e) => bail!("the writer did not become ready: {e}"),
-            }
+        match self.lines.recv_timeout(READY) {
+            Ok(line) if line.starts_with("ready ") => Ok(()),
+            Ok(line) => bail!("unexpected line before ready: {line:?}"),
+            Err(e) => bail!("the writer did not become ready: {e}"),
         }
     }
 

@@ -88,7 +88,7 @@ impl Report {
             let corten = corten_keys.iter().find_map(|k| by_backend.get(k).map(|v| (*k, *v)));
             let etcd = by_backend.get(etcd_key).copied();
             let (label, value) = match corten {
-                Some((k, v)) if k == "memstore" => ("(memstore) ", Some(v)),
+                Some(("memstore", v)) => ("(memstore) ", Some(v)),
                 Some((_, v)) => ("", Some(v)),
                 None => ("", None),
             };
