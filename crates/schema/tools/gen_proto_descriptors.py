@@ -4,9 +4,9 @@ Kubernetes v1.33 types that the API server needs to decode `application/vnd.kube
 request bodies into JSON (src/protobuf/).
 
 Inputs (nothing is downloaded):
-  * the prost-generated sources of the crate k8s-pb 0.9.0 (in the cargo registry:
-    `cargo fetch` of any project that depends on it, or `cargo download`): one Rust struct per
-    message, each field with `#[prost(<type>, optional|repeated, tag = "N")]`;
+  * the prost-generated sources of the crate k8s-pb 0.9.0 (in the cargo registry, e.g. after
+    `cargo fetch` of a project that depends on it): one Rust struct per message, each field with
+    `#[prost(<type>, optional|repeated, tag = "N")]`;
   * the embedded v1.33 schema (crates/schema/data/v1.33-definitions.json.zlib): the JSON names of
     the fields (k8s-pb only has snake_case Rust names), the definition names, `required`, and the
     group-version-kinds;
@@ -15,7 +15,9 @@ Inputs (nothing is downloaded):
     `(gogoproto.nullable) = false`). gogo always encodes non-pointer fields, so a zero value on the
     wire means "unset" for those and "explicitly zero" for pointers (`replicas: 0`); Go's JSON
     encoding drops the former (`omitempty`) and keeps the latter, and so must the decoder. They
-    also cross-check k8s-pb: same tags, types and names for every v1.33 field.
+    also cross-check k8s-pb (same tags, types and names for every v1.33 field), tell which k8s-pb
+    fields are newer than v1.33, and supply the v1.33 messages and fields k8s-pb no longer has
+    (resource.k8s.io/v1alpha3, storagemigration.k8s.io/v1alpha1, networking.k8s.io/v1alpha1).
 
 Matching is exact or the script fails: a Rust field name must equal exactly one schema property
 when both are lower-cased with `_`, `-` and `$` removed (`volume_id` = `volumeID`,
@@ -37,7 +39,6 @@ Usage: python3 crates/schema/tools/gen_proto_descriptors.py [--k8s-pb DIR] [--ku
 
 import argparse
 import glob
-import gzip
 import json
 import os
 import re
@@ -514,7 +515,7 @@ class Generator:
                 self.report["newer than v1.33 (left out)"].append(f"{name}.{f['rust']} (tag {f['tag']})")
                 continue
             if out["special"]:
-                out["fields"].append(self.field(name, f, f["rust"], False, None))
+                out["fields"].append(self.field(f, f["rust"], False))
                 continue
             candidates = by_norm.get(norm(f["rust"]), [])
             if len(candidates) > 1:
@@ -547,14 +548,14 @@ class Generator:
                 keep_zero = keep_zero or g["nullable"]
             else:
                 keep_zero = keep_zero or json_name in POINTERS_OUTSIDE_KUBECTL.get(name, ())
-            out["fields"].append(self.field(name, f, json_name, keep_zero, gogo))
+            out["fields"].append(self.field(f, json_name, keep_zero))
         if definition is not None and not out["special"]:
             for p in sorted(props - covered - {"apiVersion", "kind"}):
                 self.report["schema properties without a protobuf field"].append(f"{name}.{p}")
         out["fields"].sort()
         return out
 
-    def field(self, name, f, json_name, keep_zero, gogo):
+    def field(self, f, json_name, keep_zero):
         flags = (1 if f["repeated"] else 0) | (2 if f["map"] else 0) | (4 if keep_zero else 0)
         target = self.position[f["msg"]] if f["msg"] else -1
         return [f["tag"], json_name, f["type"], flags, target]

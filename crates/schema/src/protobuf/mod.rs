@@ -46,8 +46,8 @@ pub enum ProtobufError {
         /// The envelope's `kind`.
         kind: String,
     },
-    /// A compressed (`contentEncoding`) envelope.
-    #[error("unsupported protobuf content encoding {0:?}")]
+    /// A compressed (`contentEncoding`) envelope, or one holding another format (`contentType`).
+    #[error("unsupported protobuf envelope content encoding or type {0:?}")]
     UnsupportedEncoding(String),
     /// Bytes that are not a protobuf message of the expected type.
     #[error("malformed protobuf in {at}: {reason}")]
@@ -114,8 +114,8 @@ enum Slot<'a> {
 impl Decoder {
     fn envelope(&self, body: &[u8], depth: usize) -> Result<Value> {
         let rest = body.strip_prefix(MAGIC).ok_or(ProtobufError::NoMagic)?;
-        let (mut api_version, mut kind, mut raw, mut encoding) =
-            (String::new(), String::new(), &[][..], String::new());
+        let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
+        let (mut encoding, mut content_type) = (String::new(), String::new());
         let mut r = Reader::new(rest);
         while let Some((tag, value)) = r.next_field().map_err(|e| malformed("runtime.Unknown", e))? {
             match (tag, value) {
@@ -134,13 +134,17 @@ impl Decoder {
                 }
                 (2, Wire::Len(bytes)) => raw = bytes,
                 (3, Wire::Len(s)) => encoding = String::from_utf8_lossy(s).into_owned(),
-                (4, Wire::Len(_)) => {}
+                (4, Wire::Len(s)) => content_type = String::from_utf8_lossy(s).into_owned(),
                 (1..=4, other) => return Err(bad_wire_type("runtime.Unknown", other)),
                 _ => {}
             }
         }
         if !encoding.is_empty() {
             return Err(ProtobufError::UnsupportedEncoding(encoding));
+        }
+        // client-go leaves the content type empty (the raw bytes are protobuf).
+        if !content_type.is_empty() && content_type != PROTOBUF_CONTENT_TYPE {
+            return Err(ProtobufError::UnsupportedEncoding(content_type));
         }
         let message = self.table.kind(&api_version, &kind).ok_or_else(|| ProtobufError::UnknownKind {
             api_version: api_version.clone(),

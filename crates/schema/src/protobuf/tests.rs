@@ -485,6 +485,10 @@ fn malformed_bodies_are_client_errors() {
 
     let gzip = [MAGIC, &Msg::new().msg(1, Msg::new().str(1, "v1").str(2, "Pod")).str(3, "gzip").0].concat();
     assert_eq!(error_of(&gzip), ProtobufError::UnsupportedEncoding("gzip".into()));
+    let yaml =
+        [MAGIC, &Msg::new().msg(1, Msg::new().str(1, "v1").str(2, "Pod")).str(4, "application/yaml").0]
+            .concat();
+    assert_eq!(error_of(&yaml), ProtobufError::UnsupportedEncoding("application/yaml".into()));
 }
 
 #[test]
