@@ -36,7 +36,11 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         ("apps", "Deployment") => {
             replicas(obj);
             if let Some(spec) = at(obj, "/spec") {
-                default(spec, "strategy", json!({"type": "RollingUpdate"}));
+                // Clients send `strategy: {}` (kubectl create deployment does): default inside it.
+                default(spec, "strategy", json!({}));
+                if let Some(st) = at(spec, "/strategy") {
+                    default(st, "type", json!("RollingUpdate"));
+                }
                 if spec.pointer("/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
                     if let Some(s) = at(spec, "/strategy") {
                         default(s, "rollingUpdate", json!({}));
@@ -59,11 +63,16 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             replicas(obj);
             if let Some(spec) = at(obj, "/spec") {
                 default(spec, "podManagementPolicy", json!("OrderedReady"));
-                default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
+                default(spec, "updateStrategy", json!({}));
+                if let Some(st) = at(spec, "/updateStrategy") {
+                    default(st, "type", json!("RollingUpdate"));
+                    if st["type"] == "RollingUpdate" {
+                        default(st, "rollingUpdate", json!({}));
+                        if let Some(ru) = at(st, "/rollingUpdate") {
+                            default(ru, "partition", json!(0));
+                        }
+                    }
+                }
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(
                     spec,
@@ -75,11 +84,17 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         }
         ("apps", "DaemonSet") => {
             if let Some(spec) = at(obj, "/spec") {
-                default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-                );
+                default(spec, "updateStrategy", json!({}));
+                if let Some(st) = at(spec, "/updateStrategy") {
+                    default(st, "type", json!("RollingUpdate"));
+                    if st["type"] == "RollingUpdate" {
+                        default(st, "rollingUpdate", json!({}));
+                        if let Some(ru) = at(st, "/rollingUpdate") {
+                            default(ru, "maxUnavailable", json!(1));
+                            default(ru, "maxSurge", json!(0));
+                        }
+                    }
+                }
                 default(spec, "revisionHistoryLimit", json!(10));
             }
             pod_template(obj, "/spec/template");
@@ -347,6 +362,23 @@ mod tests {
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn empty_strategies_are_filled_in_like_absent_ones() {
+        let tpl = json!({"spec": {"containers": [{"name": "c", "image": "x:1"}]}});
+        let mut d = json!({"spec": {"strategy": {}, "template": tpl}});
+        apply(&info("apps", "v1", "deployments"), &mut d);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let mut ds = json!({"spec": {"updateStrategy": {}, "template": tpl}});
+        apply(&info("apps", "v1", "daemonsets"), &mut ds);
+        assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], 1);
+        let mut sts = json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": tpl}});
+        apply(&info("apps", "v1", "statefulsets"), &mut sts);
+        assert_eq!(sts["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
     }
 
     #[test]
