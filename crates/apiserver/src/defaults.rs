@@ -37,19 +37,11 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             replicas(obj);
             if let Some(spec) = at(obj, "/spec") {
                 // Clients send `strategy: {}` (kubectl create deployment does): default inside it.
-                default(spec, "strategy", json!({}));
-                if let Some(st) = at(spec, "/strategy") {
-                    default(st, "type", json!("RollingUpdate"));
-                }
-                if spec.pointer("/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    if let Some(s) = at(spec, "/strategy") {
-                        default(s, "rollingUpdate", json!({}));
-                    }
-                    if let Some(ru) = at(spec, "/strategy/rollingUpdate") {
-                        default(ru, "maxUnavailable", json!("25%"));
-                        default(ru, "maxSurge", json!("25%"));
-                    }
-                }
+                rolling_update(
+                    spec,
+                    "strategy",
+                    &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
+                );
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(spec, "progressDeadlineSeconds", json!(600));
             }
@@ -63,16 +55,7 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             replicas(obj);
             if let Some(spec) = at(obj, "/spec") {
                 default(spec, "podManagementPolicy", json!("OrderedReady"));
-                default(spec, "updateStrategy", json!({}));
-                if let Some(st) = at(spec, "/updateStrategy") {
-                    default(st, "type", json!("RollingUpdate"));
-                    if st["type"] == "RollingUpdate" {
-                        default(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = at(st, "/rollingUpdate") {
-                            default(ru, "partition", json!(0));
-                        }
-                    }
-                }
+                rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
                 default(spec, "revisionHistoryLimit", json!(10));
                 default(
                     spec,
@@ -84,17 +67,11 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         }
         ("apps", "DaemonSet") => {
             if let Some(spec) = at(obj, "/spec") {
-                default(spec, "updateStrategy", json!({}));
-                if let Some(st) = at(spec, "/updateStrategy") {
-                    default(st, "type", json!("RollingUpdate"));
-                    if st["type"] == "RollingUpdate" {
-                        default(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = at(st, "/rollingUpdate") {
-                            default(ru, "maxUnavailable", json!(1));
-                            default(ru, "maxSurge", json!(0));
-                        }
-                    }
-                }
+                rolling_update(
+                    spec,
+                    "updateStrategy",
+                    &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+                );
                 default(spec, "revisionHistoryLimit", json!(10));
             }
             pod_template(obj, "/spec/template");
@@ -185,6 +162,22 @@ fn secret_string_data(obj: &mut Value) {
     for (k, v) in string_data {
         let text = v.as_str().unwrap_or_default();
         obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+/// Defaults an update strategy (absent or `{}`) to RollingUpdate with `settings`.
+fn rolling_update(spec: &mut Value, field: &str, settings: &[(&str, Value)]) {
+    default(spec, field, json!({}));
+    let Some(strategy) = at(spec, &format!("/{field}")) else { return };
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] != "RollingUpdate" {
+        return;
+    }
+    default(strategy, "rollingUpdate", json!({}));
+    if let Some(ru) = at(strategy, "/rollingUpdate") {
+        for (k, v) in settings {
+            default(ru, k, v.clone());
+        }
     }
 }
 
