@@ -4,8 +4,9 @@
 //! - [`RaftStore`] (in `store`): the `Store` implementation, membership helpers, readiness.
 //! - `engine`: the RocksDB instance (one column family per MVCC table, `raft_log`, `raft_meta`)
 //!   and [`RocksEngine`], the MVCC tables as a `corten_store::mvcc::Engine`.
-//! - `log_store`: the raft log and vote, with group commit of appends.
-//! - `state_machine`: applying commands, snapshots.
+//! - `log_store`: the raft log and vote; appends are fsynced on a syncer thread.
+//! - `proposer`: group commit of client writes (concurrent commands batched into one entry).
+//! - `state_machine`: applying proposals, snapshots.
 //! - [`network`]: raft RPC over gRPC with mutual TLS, and forwarding to the leader.
 //!
 //! This is the only crate that touches openraft and RocksDB; it must not depend on the API server
@@ -15,6 +16,7 @@ mod engine;
 mod error;
 mod log_store;
 pub mod network;
+mod proposer;
 mod state_machine;
 mod store;
 pub mod types;
@@ -24,4 +26,4 @@ pub use error::{Error, Result};
 pub use log_store::LogStore;
 pub use state_machine::{SnapshotBuilder, StateMachine};
 pub use store::{Forwarder, NoNetwork, RaftConfig, RaftStore};
-pub use types::{NodeId, Raft, Reply, TypeConfig};
+pub use types::{NodeId, Proposal, Raft, Reply, TypeConfig};

@@ -1,10 +1,20 @@
 //! The raft log and vote in RocksDB (`raft_log` and `raft_meta` column families).
 //!
-//! Group commit: `append` writes a whole batch of entries in one unsynced `WriteBatch` (readable
-//! at once) and hands the flush callback to a syncer thread, which fsyncs the WAL once for every
-//! append queued meanwhile and then reports them all flushed, in order. openraft keeps proposing
-//! and appending while a sync runs, so concurrent writers share fsyncs. The vote is written with
-//! sync (which also covers every earlier append: the WAL is sequential).
+//! Appends: `append` writes its entries in one unsynced `WriteBatch` (readable at once), then
+//! fsyncs the WAL and reports the entries flushed. openraft 0.9 waits for that report before it
+//! takes its next message, so the flush is on the critical path of every write, and how it is
+//! done matters:
+//! - on a multi-thread runtime it runs on the appending task's own worker thread, inside
+//!   `block_in_place` (other tasks move to another worker meanwhile). Handing it to a thread and
+//!   back costs two thread wake-ups per append, and on a busy machine each may wait for a
+//!   scheduler tick (4 ms at 250 Hz): measured under build load, a lone writer's p50 went from
+//!   3.9 ms with a syncer thread to 0.3 ms in place;
+//! - on a current-thread runtime (where `block_in_place` is not allowed) a syncer thread fsyncs
+//!   once for every append queued meanwhile and reports them flushed, in order.
+//!
+//! Either way one append is flushed at a time, so concurrent client writes share an fsync only by
+//! sharing an entry: they are batched above raft (see `proposer`). The vote is written with sync
+//! (which also covers every earlier append: the WAL is sequential).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -41,7 +51,16 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Resul
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: Flusher,
+}
+
+/// Where appends are fsynced (see the module docs).
+#[derive(Clone)]
+enum Flusher {
+    /// On the appending worker thread, in `block_in_place`.
+    InPlace,
+    /// On the syncer thread.
+    Syncer(mpsc::Sender<LogFlushed<TypeConfig>>),
 }
 
 impl Debug for LogStore {
@@ -51,15 +70,21 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// The log in `db`; starts the syncer thread (it ends when every handle is dropped).
+    /// The log in `db`, for raft running on the current tokio runtime; off a multi-thread runtime
+    /// it starts the syncer thread (which ends when every handle is dropped).
     pub(crate) fn new(db: Arc<DB>) -> Result<Self> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return Ok(LogStore { db, flusher: Flusher::InPlace });
+        }
         let (tx, rx) = mpsc::channel();
         let sync_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || sync_loop(&sync_db, &rx))
             .map_err(|e| Error::Raft(format!("starting the log syncer thread: {e}")))?;
-        Ok(LogStore { db, syncer: tx })
+        Ok(LogStore { db, flusher: Flusher::Syncer(tx) })
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Result<Option<T>> {
@@ -206,8 +231,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.db.write_opt(batch, &write_options(false)).map_err(rocks("append log"))
         };
         write().map_err(storage_error)?;
-        if let Err(mpsc::SendError(callback)) = self.syncer.send(callback) {
-            callback.log_io_completed(Err(std::io::Error::other("the log syncer thread is gone")));
+        match &self.flusher {
+            Flusher::InPlace => {
+                let synced = tokio::task::block_in_place(|| self.db.flush_wal(true));
+                callback.log_io_completed(
+                    synced.map_err(|e| std::io::Error::other(format!("syncing the wal: {e}"))),
+                );
+            }
+            Flusher::Syncer(syncer) => {
+                if let Err(mpsc::SendError(callback)) = syncer.send(callback) {
+                    callback.log_io_completed(Err(std::io::Error::other("the log syncer thread is gone")));
+                }
+            }
         }
         Ok(())
     }

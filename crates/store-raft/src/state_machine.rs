@@ -17,6 +17,7 @@
 //! [`get_current_snapshot`]: RaftStateMachine::get_current_snapshot
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use corten_store::lease::LeaseClock;
@@ -49,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) mvcc: RwLock<Mvcc<RocksEngine>>,
     pub(crate) hub: WatchHub,
     pub(crate) leases: Mutex<LeaseClock>,
+    /// Commands applied since this node started (an entry may carry many): what log retention is
+    /// measured in, next to openraft's count of entries.
+    pub(crate) applied_commands: AtomicU64,
 }
 
 impl Shared {
@@ -61,6 +65,7 @@ impl Shared {
             hub: WatchHub::new(mvcc.status().revision),
             mvcc: RwLock::new(mvcc),
             leases: Mutex::new(leases),
+            applied_commands: AtomicU64::new(0),
         })
     }
 }
@@ -105,7 +110,7 @@ pub(crate) fn clear_install_marker(db: &DB) -> Result<()> {
         .map_err(rocks("write raft meta"))
 }
 
-/// The last applied log id and the membership as of it.
+/// The last applied log id and the membership it brought.
 type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
 
 /// The applied log id and membership stored in the meta table, read from `snapshot` if given.
@@ -193,15 +198,19 @@ impl StateMachine {
         StateMachine { shared, engine: RocksEngine::new(db) }
     }
 
-    /// Applies one entry and commits it in one batch; returns the reply.
+    /// Applies one entry and commits it in one batch (with its log id); returns the reply.
+    ///
+    /// The commands of a proposal are applied in order, each as if alone (see [`Mvcc::apply_all`]);
+    /// their watch events are published after the commit, in revision order, under the MVCC write
+    /// lock, so that the feed never runs ahead of what readers can see.
     fn apply_entry(&self, entry: Entry<TypeConfig>) -> Result<Reply> {
         let mut mvcc = self.shared.mvcc.write();
         let mut batch = Batch::default();
         let log_id = Some(entry.log_id);
-        let mut applied = None;
+        let mut applied = Vec::new();
         match entry.payload {
             EntryPayload::Blank => {}
-            EntryPayload::Normal(cmd) => applied = Some(mvcc.apply(&cmd, &mut batch)?),
+            EntryPayload::Normal(proposal) => applied = mvcc.apply_all(&proposal.commands, &mut batch)?,
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(log_id, m);
                 batch.put(Table::Meta, META_MEMBERSHIP.to_vec(), encode("membership", &stored)?);
@@ -209,13 +218,16 @@ impl StateMachine {
         }
         batch.put(Table::Meta, META_APPLIED.to_vec(), encode("applied log id", &log_id)?);
         mvcc.commit(batch)?;
-        let Some(applied) = applied else { return Ok(Reply { result: Ok(None) }) };
-        if let Some(change) = applied.lease_change {
-            self.shared.leases.lock().apply(change);
+        self.shared.applied_commands.fetch_add(applied.len() as u64, Ordering::Relaxed);
+        let mut results = Vec::with_capacity(applied.len());
+        for applied in applied {
+            if let Some(change) = applied.lease_change {
+                self.shared.leases.lock().apply(change);
+            }
+            self.shared.hub.publish(applied.revision, applied.events);
+            results.push(applied.response);
         }
-        // Under the write lock, so that the feed stays in revision order.
-        self.shared.hub.publish(applied.revision, applied.events);
-        Ok(Reply { result: applied.response.map(Some) })
+        Ok(Reply { results })
     }
 
     /// Replaces the tables with a serialized snapshot.
@@ -256,7 +268,9 @@ impl StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<NodeId>> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
         applied_state(self.engine.db(), None).map_err(storage_read_error)
     }
 

@@ -1,7 +1,8 @@
 //! [`RaftStore`]: `corten_store::Store` over the replicated state machine.
 //!
-//! Writes (transactions, compaction, leases) are validated, then proposed to raft; on a follower
-//! they are forwarded to the leader through the [`Forwarder`] the network layer provides.
+//! Writes (transactions, compaction, leases) are validated, then proposed to raft, batched with
+//! concurrent writes into one log entry (group commit, see `proposer`); on a follower the batch is
+//! forwarded to the leader through the [`Forwarder`] the network layer provides.
 //! Linearizable reads confirm leadership with a quorum (read-index: locally on the leader, through
 //! the forwarder on a follower), wait until the local state machine has applied that far, then
 //! read locally; serializable reads are local. Watches are served from the local state machine.
@@ -37,16 +38,17 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::open_db;
 use crate::error::{Error, RaftFailure, Result};
 use crate::log_store::LogStore;
+use crate::proposer::Proposer;
 use crate::state_machine::{clear_install_marker, recover_interrupted_install, Shared, StateMachine};
-use crate::types::{NodeId, Raft, Reply, TypeConfig};
+use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
 /// Sends what a follower cannot do itself to the leader (implemented by the network layer).
 pub trait Forwarder: Send + Sync + 'static {
-    /// Proposes `cmd` on `leader` and returns its applied reply.
+    /// Proposes `proposal` on `leader` and returns its applied reply.
     fn propose<'a>(
         &'a self,
         leader: &'a BasicNode,
-        cmd: &'a Command,
+        proposal: &'a Proposal,
     ) -> BoxFuture<'a, corten_store::Result<ClientWriteResponse<TypeConfig>>>;
 
     /// Has `leader` confirm its leadership; returns the log index a linearizable read must wait
@@ -58,9 +60,9 @@ impl Forwarder for crate::network::RaftClient {
     fn propose<'a>(
         &'a self,
         leader: &'a BasicNode,
-        cmd: &'a Command,
+        proposal: &'a Proposal,
     ) -> BoxFuture<'a, corten_store::Result<ClientWriteResponse<TypeConfig>>> {
-        Box::pin(async move { Ok(crate::network::RaftClient::propose(self, leader, cmd).await?) })
+        Box::pin(async move { Ok(crate::network::RaftClient::propose(self, leader, proposal).await?) })
     }
 
     fn read_index<'a>(&'a self, leader: &'a BasicNode) -> BoxFuture<'a, corten_store::Result<u64>> {
@@ -82,7 +84,8 @@ pub struct RaftConfig {
     pub heartbeat_interval: Duration,
     /// Minimum election timeout (the maximum is twice this).
     pub election_timeout: Duration,
-    /// A snapshot is taken (and the log purged) after this many entries.
+    /// A snapshot is taken (and the log purged) after this many log entries, or this many applied
+    /// commands, whichever comes first (concurrent writes are batched into one entry).
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot (so slightly lagging followers catch up from the log).
     pub logs_kept_after_snapshot: u64,
@@ -92,7 +95,8 @@ pub struct RaftConfig {
     pub compaction_interval: Duration,
     /// How often expired leases are looked for.
     pub lease_check_interval: Duration,
-    /// How long a request may wait for raft (an apply, a read index) before `Unavailable`.
+    /// How long a request may wait for raft (its write to be committed and applied, a read index)
+    /// before `Unavailable`; a write that timed out may still be applied.
     pub request_timeout: Duration,
     /// Forwards writes and read-index requests to the leader when this node is a follower.
     pub forwarder: Option<Arc<dyn Forwarder>>,
@@ -199,6 +203,7 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
 
 struct Inner {
     raft: Raft,
+    proposer: Proposer,
     shared: Arc<Shared>,
     db: Arc<DB>,
     config: RaftConfig,
@@ -262,21 +267,25 @@ impl RaftStore {
             }
         }
         tracing::info!(node = config.node_id, path = %path.display(), status = ?shared.mvcc.read().status(), "store opened");
+        let stop = CancellationToken::new();
+        let (proposer, propose_task) =
+            Proposer::start(raft.clone(), config.forwarder.clone(), config.request_timeout, stop.clone());
         let store = RaftStore {
             inner: Arc::new(Inner {
                 raft,
+                proposer,
                 shared,
                 db,
                 config,
-                stop: CancellationToken::new(),
+                stop: stop.clone(),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
         let weak = Arc::downgrade(&store.inner);
-        let stop = store.inner.stop.clone();
         let lease_task = tokio::spawn(expire_leases(weak.clone(), stop.clone()));
-        let compact_task = tokio::spawn(compact_history(weak, stop));
-        store.inner.tasks.lock().extend([lease_task, compact_task]);
+        let compact_task = tokio::spawn(compact_history(weak.clone(), stop.clone()));
+        let snapshot_task = tokio::spawn(snapshot_by_commands(weak, stop));
+        store.inner.tasks.lock().extend([propose_task, lease_task, compact_task, snapshot_task]);
         Ok(store)
     }
 
@@ -385,48 +394,11 @@ impl RaftStore {
         Ok(())
     }
 
-    fn leader_node(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> Option<BasicNode> {
-        f.leader_node.clone().or_else(|| {
-            let id = f.leader_id?;
-            self.metrics().membership_config.membership().get_node(&id).cloned()
-        })
-    }
-
-    /// Proposes `cmd` (on the leader, or forwarded to it) and returns its reply.
+    /// Proposes `cmd` (batched with concurrent writes; on the leader, or forwarded to it) and
+    /// returns its reply once this node has applied it.
     async fn write(&self, cmd: Command) -> corten_store::Result<Response> {
         cmd.validate()?;
-        let reply = match self.inner.raft.client_write(cmd.clone()).await {
-            Ok(resp) => resp.data,
-            Err(e) => match RaftFailure::from(e) {
-                RaftFailure::Fail(e) => return Err(e),
-                RaftFailure::NotLeader(f) => {
-                    let (Some(forwarder), Some(leader)) =
-                        (&self.inner.config.forwarder, self.leader_node(&f))
-                    else {
-                        return Err(not_leader(&f));
-                    };
-                    let resp = forwarder.propose(&leader, &cmd).await?;
-                    // Read-your-writes on this node: wait until it has applied the write too.
-                    self.wait_applied(resp.log_id.index).await?;
-                    resp.data
-                }
-            },
-        };
-        reply_response(reply)
-    }
-
-    /// Waits until the local state machine has applied `index`.
-    async fn wait_applied(&self, index: u64) -> corten_store::Result<()> {
-        let timeout = self.inner.config.request_timeout;
-        self.inner
-            .raft
-            .wait(Some(timeout))
-            .applied_index_at_least(Some(index), "read index")
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                corten_store::Error::Unavailable(format!("waiting for log index {index} to be applied: {e}"))
-            })
+        self.inner.proposer.propose(cmd).await
     }
 
     /// Makes the next local read linearizable (read-index).
@@ -437,7 +409,7 @@ impl RaftStore {
                 RaftFailure::Fail(e) => return Err(e),
                 RaftFailure::NotLeader(f) => {
                     let (Some(forwarder), Some(leader)) =
-                        (&self.inner.config.forwarder, self.leader_node(&f))
+                        (&self.inner.config.forwarder, leader_node(&self.inner.raft, &f))
                     else {
                         return Err(not_leader(&f));
                     };
@@ -445,21 +417,33 @@ impl RaftStore {
                 }
             },
         };
-        self.wait_applied(index).await
+        wait_applied(&self.inner.raft, index, self.inner.config.request_timeout).await
     }
 }
 
-fn not_leader(f: &ForwardToLeader<NodeId, BasicNode>) -> corten_store::Error {
+/// The node to forward to: the one `f` names, else the leader's entry in the membership.
+pub(crate) fn leader_node(raft: &Raft, f: &ForwardToLeader<NodeId, BasicNode>) -> Option<BasicNode> {
+    f.leader_node.clone().or_else(|| {
+        let id = f.leader_id?;
+        raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+    })
+}
+
+/// Waits until the local state machine has applied `index`, for at most `timeout`.
+pub(crate) async fn wait_applied(raft: &Raft, index: u64, timeout: Duration) -> corten_store::Result<()> {
+    raft.wait(Some(timeout)).applied_index_at_least(Some(index), "read index").await.map(|_| ()).map_err(
+        |e| corten_store::Error::Unavailable(format!("waiting for log index {index} to be applied: {e}")),
+    )
+}
+
+/// The error of a write or read that cannot be forwarded to the leader.
+pub(crate) fn not_leader(f: &ForwardToLeader<NodeId, BasicNode>) -> corten_store::Error {
     let leader = match (&f.leader_id, &f.leader_node) {
         (Some(id), Some(node)) => format!("node {id} at {}", node.addr),
         (Some(id), None) => format!("node {id}"),
         _ => "unknown".to_string(),
     };
     corten_store::Error::Unavailable(format!("not the leader; leader is {leader}"))
-}
-
-fn reply_response(reply: Reply) -> corten_store::Result<Response> {
-    reply.result?.ok_or_else(|| corten_store::Error::Fatal("a command was applied without a reply".into()))
 }
 
 fn unexpected(resp: Response) -> corten_store::Error {
@@ -547,6 +531,33 @@ async fn compact_history(inner: std::sync::Weak<Inner>, stop: CancellationToken)
             Ok(_) => tracing::info!(revision = rev, "compacted history"),
             Err(corten_store::Error::Compacted { .. }) => {}
             Err(e) => tracing::warn!(error = %e, revision = rev, "automatic compaction failed"),
+        }
+    }
+}
+
+/// How often [`snapshot_by_commands`] looks at the applied count.
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Takes a snapshot (after which openraft purges the log) once `snapshot_logs` commands were
+/// applied since the last one it took. openraft's own policy counts entries, and one entry may
+/// batch up to hundreds of commands, which would let the log grow that many times larger.
+/// Building a snapshot is cheap here (its meta only; see `state_machine`).
+async fn snapshot_by_commands(inner: std::sync::Weak<Inner>, stop: CancellationToken) {
+    let mut at_last = 0;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SNAPSHOT_CHECK_INTERVAL) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let applied = inner.shared.applied_commands.load(std::sync::atomic::Ordering::Relaxed);
+        if applied.saturating_sub(at_last) < inner.config.snapshot_logs {
+            continue;
+        }
+        at_last = applied;
+        tracing::debug!(applied, "taking a snapshot to purge the log");
+        if let Err(e) = inner.raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "triggering a snapshot failed");
         }
     }
 }

@@ -17,7 +17,7 @@ use corten_store::mvcc::Command;
 use corten_store::Txn;
 use corten_store_raft::network::testing::TestPki;
 use corten_store_raft::network::{self, Network, NetworkConfig, RaftClient};
-use corten_store_raft::types::TypeConfig;
+use corten_store_raft::types::{Proposal, TypeConfig};
 use mem::{Counter, MemLog};
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use router::{node_ip, Router};
@@ -153,8 +153,8 @@ impl Cluster {
     }
 }
 
-fn command() -> Command {
-    Command::Txn(Txn::new())
+fn command() -> Proposal {
+    Proposal::from(Command::Txn(Txn::new()))
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most 10 s.

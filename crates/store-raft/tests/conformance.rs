@@ -92,3 +92,96 @@ async fn many_writes_trigger_snapshots_and_log_purge_without_losing_data() -> an
     store.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries_and_each_keeps_its_own_revision() -> anyhow::Result<()> {
+    const WRITERS: u64 = 32;
+    const PUTS: u64 = 10;
+    let (store, _dir) = single_node().await;
+    let first_index = store.metrics().last_log_index.unwrap_or(0);
+    let first_revision = store.status().await?.revision;
+    let writers = (0..WRITERS).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut revisions = Vec::new();
+            for i in 0..PUTS {
+                revisions.push(store.put(format!("gc/{w}/{i}"), "v").await?);
+            }
+            anyhow::Ok(revisions)
+        })
+    });
+    let mut revisions = Vec::new();
+    for writer in futures::future::join_all(writers).await {
+        revisions.extend(writer??);
+    }
+    revisions.sort_unstable();
+    let expected: Vec<u64> = (first_revision + 1..=first_revision + WRITERS * PUTS).collect();
+    assert_eq!(revisions, expected, "one revision per write, none shared, none skipped");
+    let entries = store.metrics().last_log_index.unwrap_or(0) - first_index;
+    assert!(
+        entries <= WRITERS * PUTS / 2,
+        "{} concurrent writes took {entries} log entries: they were not batched",
+        WRITERS * PUTS
+    );
+    store.shutdown().await?;
+    Ok(())
+}
+
+/// On a current-thread runtime the log is fsynced on a syncer thread (`block_in_place`, used on
+/// multi-thread runtimes, is not allowed there): writes work and survive a restart.
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_on_a_current_thread_runtime_commits_and_keeps_its_writes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir).await?;
+    let writes = (0..20).map(|i| store.put(format!("ct/{i:02}"), "v"));
+    for written in futures::future::join_all(writes).await {
+        written?;
+    }
+    let revision = store.status().await?.revision;
+    store.shutdown().await?;
+    drop(store);
+
+    let store = open(&dir).await.context("reopening")?;
+    assert_eq!(store.status().await?.revision, revision);
+    assert_eq!(store.range(RangeRequest::prefix("ct/")).await?.kvs.len(), 20);
+    store.shutdown().await?;
+    Ok(())
+}
+
+/// Log retention counts commands, not only entries: batched writes that fill few entries still
+/// trigger a snapshot (after which the log is purged) once `snapshot_logs` commands were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_writes_trigger_a_snapshot_by_their_number_of_commands() -> anyhow::Result<()> {
+    const WRITERS: u64 = 64;
+    const PUTS: u64 = 5;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = RaftConfig::single_node(dir.path());
+    cfg.snapshot_logs = WRITERS * PUTS - 20;
+    let store = RaftStore::open(cfg).await?;
+    store.wait_ready(READY).await?;
+    let writers = (0..WRITERS).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..PUTS {
+                store.put(format!("snap/{w}/{i}"), "v").await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer??;
+    }
+    let entries = store.metrics().last_log_index.unwrap_or(0);
+    anyhow::ensure!(entries < WRITERS * PUTS - 20, "{entries} entries: the writes were not batched");
+    let deadline = tokio::time::Instant::now() + READY;
+    while store.metrics().snapshot.is_none() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot after {} commands",
+            WRITERS * PUTS
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.shutdown().await?;
+    Ok(())
+}

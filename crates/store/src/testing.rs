@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
             watch_after_compaction_from_a_retained_revision_still_works,
             watch_sends_progress_with_the_current_revision_when_idle,
             concurrent_writers_get_consecutive_revisions_and_one_watch_sees_them_all,
+            concurrent_compare_and_swaps_on_one_key_lose_no_update,
             lease_grant_attach_and_keep_alive,
             lease_revoke_deletes_attached_keys_in_one_revision,
             lease_expiry_deletes_attached_keys,
@@ -864,6 +865,44 @@ pub async fn concurrent_writers_get_consecutive_revisions_and_one_watch_sees_the
         let (key, value) = &by_revision[revision];
         assert_eq!(flatten(&[(*revision, events.clone())]), vec![put_view(key, value, *revision, None)]);
     }
+    Ok(())
+}
+
+/// Concurrent compare-and-swap loops on one key: each swap sees every swap committed before it
+/// (a backend that batches concurrent writes must still evaluate each compare after the writes
+/// ahead of it), so no increment is lost and every success gets its own revision.
+pub async fn concurrent_compare_and_swaps_on_one_key_lose_no_update<S: Store>(store: &S) -> Result<()> {
+    const WRITERS: u64 = 8;
+    const INCREMENTS: u64 = 20;
+    const KEY: &str = "/cas/counter";
+    store.put(KEY, "0").await?;
+    let writers = (0..WRITERS).map(|_| async move {
+        let mut revisions = Vec::new();
+        while (revisions.len() as u64) < INCREMENTS {
+            let kv = get_required(store, KEY).await?;
+            let Ok(n) = String::from_utf8_lossy(&kv.value).parse::<u64>() else {
+                panic!("the counter holds {:?}, not a number", kv.value)
+            };
+            let txn = Txn::new()
+                .when(Compare::mod_revision(KEY, kv.mod_revision))
+                .success(Op::put(KEY, (n + 1).to_string()));
+            let resp = store.txn(txn).await?;
+            if resp.succeeded {
+                revisions.push(resp.revision);
+            }
+        }
+        Ok::<_, Error>(revisions)
+    });
+    let mut all = Vec::new();
+    for revisions in futures::future::join_all(writers).await {
+        all.extend(revisions?);
+    }
+    let kv = get_required(store, KEY).await?;
+    assert_eq!(kv.value, (WRITERS * INCREMENTS).to_string().into_bytes(), "no increment is lost");
+    assert_eq!(kv.version, WRITERS * INCREMENTS + 1);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len() as u64, WRITERS * INCREMENTS, "every successful swap has its own revision");
     Ok(())
 }
 

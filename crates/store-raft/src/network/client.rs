@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corten_store::mvcc::Command;
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError,
     RaftError, RemoteError, Timeout, Unreachable,
@@ -24,7 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::proto::raft_client::RaftClient as GrpcClient;
 use super::proto::Payload;
 use super::{decode, encode, tls, Error, NetworkConfig, Result, MAX_MESSAGE_BYTES};
-use crate::types::TypeConfig;
+use crate::types::{Proposal, TypeConfig};
 
 /// The RPCs of the service, for dispatch and error messages.
 #[derive(Debug, Clone, Copy)]
@@ -95,16 +94,18 @@ impl RaftClient {
         }
     }
 
-    /// Forwards a command to `leader` (which proposes it to raft and waits until it is applied).
+    /// Forwards a proposal to `leader` (which proposes it to raft as one entry and waits until it
+    /// is applied).
     ///
     /// Fails with [`Error::ForwardToLeader`] when `leader` is no longer the leader.
     pub async fn propose(
         &self,
         leader: &BasicNode,
-        cmd: &Command,
+        proposal: &Proposal,
     ) -> Result<ClientWriteResponse<TypeConfig>> {
+        let request = encode(proposal)?;
         let reply: ProposeReply =
-            decode(&self.call(&leader.addr, Rpc::Propose, encode(cmd)?, self.inner.forward_timeout).await?)?;
+            decode(&self.call(&leader.addr, Rpc::Propose, request, self.inner.forward_timeout).await?)?;
         reply.map_err(|e| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 Error::ForwardToLeader { addr: leader.addr.clone(), leader: f }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use corten_store::mvcc::Command;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::Raft;
 use tokio::net::TcpListener;
@@ -13,7 +12,7 @@ use super::proto::raft_server::{Raft as RaftRpc, RaftServer};
 use super::proto::Payload;
 use super::{decode, encode, tls, Error, Result, MAX_MESSAGE_BYTES};
 use crate::error::error_chain;
-use crate::types::TypeConfig;
+use crate::types::{Proposal, TypeConfig};
 
 /// Answers raft RPCs and forwarded client calls by handing them to the local raft.
 ///
@@ -94,8 +93,9 @@ impl RaftRpc for RaftService {
     }
 
     async fn propose(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let cmd: Command = decode_request(request)?;
-        reply(&self.raft.client_write(cmd).await)
+        // A follower's batch of commands: proposed as one entry, as it was batched.
+        let proposal: Proposal = decode_request(request)?;
+        reply(&self.raft.client_write(proposal).await)
     }
 
     async fn read_index(&self, _request: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -156,13 +156,13 @@ impl RaftStateMachine<TypeConfig> for Counter {
         for entry in entries {
             inner.state.applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Normal(_) => inner.state.count += 1,
+                EntryPayload::Normal(p) => inner.state.count += p.commands.len() as u64,
                 EntryPayload::Membership(m) => {
                     inner.state.membership = StoredMembership::new(Some(entry.log_id), m)
                 }
                 EntryPayload::Blank => {}
             }
-            replies.push(Reply { result: Ok(None) });
+            replies.push(Reply { results: Vec::new() });
         }
         Ok(replies)
     }
