@@ -1,6 +1,6 @@
-//! What every cluster has from its first start: the system namespaces and the `kubernetes`
-//! Service on the first service IP. Created through the same path as any client's create, and
-//! idempotent, so every server start may run it.
+//! What every cluster has from its first start: the system namespaces, the `kubernetes`
+//! Service on the first service IP and the system PriorityClasses. Created through the same
+//! path as any client's create, and idempotent, so every server start may run it.
 
 use corten_store::Store;
 use serde_json::{json, Value};
@@ -11,6 +11,20 @@ use crate::{rest, Shared};
 
 /// The namespaces kube-apiserver creates.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The PriorityClasses kube-apiserver creates: name, value, description.
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
 
 async fn create_if_missing<S: Store>(
     shared: &Shared<S>,
@@ -26,7 +40,8 @@ async fn create_if_missing<S: Store>(
     }
 }
 
-/// Creates the system namespaces and the `kubernetes` Service when missing.
+/// Creates the system namespaces, the `kubernetes` Service and the system PriorityClasses when
+/// missing.
 pub(crate) async fn ensure_defaults<S: Store>(shared: &Shared<S>) -> Result<()> {
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -48,6 +63,16 @@ pub(crate) async fn ensure_defaults<S: Store>(shared: &Shared<S>) -> Result<()> 
         },
     });
     create_if_missing(shared, "", "services", Some("default"), service).await?;
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": description,
+        });
+        create_if_missing(shared, "scheduling.k8s.io", "priorityclasses", None, class).await?;
+    }
     tracing::debug!(namespaces = ?SYSTEM_NAMESPACES, service_ip = %ip, "cluster defaults present");
     Ok(())
 }

@@ -92,6 +92,7 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             if let Some(tpl) = at(obj, "/spec/template/spec") {
                 default(tpl, "restartPolicy", json!("Never"));
             }
+            job_selector(obj);
             pod_template(obj, "/spec/template");
         }
         ("batch", "CronJob") => {
@@ -300,6 +301,30 @@ pub fn qos_class(spec: Option<&Value>) -> &'static str {
     }
 }
 
+/// The selector and pod labels kube-apiserver generates for a Job without
+/// `manualSelector: true`: `batch.kubernetes.io/controller-uid` (the selector), and
+/// `batch.kubernetes.io/job-name` plus the legacy `controller-uid` and `job-name` on the template.
+fn job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let meta = |f: &str| obj.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(String::from);
+    let (Some(uid), name) = (meta("uid"), meta("name")) else { return };
+    let Some(spec) = at(obj, "/spec") else { return };
+    default(spec, "selector", json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    let Some(template) = at(obj, "/spec/template") else { return };
+    default(template, "metadata", json!({}));
+    let Some(tm) = at(template, "/metadata") else { return };
+    default(tm, "labels", json!({}));
+    let Some(labels) = at(tm, "/labels") else { return };
+    default(labels, "batch.kubernetes.io/controller-uid", json!(uid));
+    default(labels, "controller-uid", json!(uid));
+    if let Some(name) = name {
+        default(labels, "batch.kubernetes.io/job-name", json!(name));
+        default(labels, "job-name", json!(name));
+    }
+}
+
 fn service(obj: &mut Value) {
     let Some(spec) = at(obj, "/spec") else { return };
     default(spec, "type", json!("ClusterIP"));
@@ -397,5 +422,24 @@ mod tests {
         assert_eq!(qos_class(Some(&g)), "Guaranteed");
         let b = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
         assert_eq!(qos_class(Some(&b)), "Burstable");
+    }
+
+    #[test]
+    fn jobs_get_a_selector_and_pod_labels_from_their_uid() {
+        let jobs = info("batch", "v1", "jobs");
+        let mut job = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"spec": {}}}});
+        apply(&jobs, &mut job);
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(
+            (labels["job-name"].as_str(), labels["controller-uid"].as_str()),
+            (Some("pi"), Some("u-1"))
+        );
+        let mut manual = json!({"metadata": {"name": "m", "uid": "u-2"}, "spec": {"manualSelector": true, "template": {}}});
+        apply(&jobs, &mut manual);
+        assert!(manual["spec"].get("selector").is_none());
     }
 }

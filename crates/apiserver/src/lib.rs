@@ -5,7 +5,8 @@
 //! type once (group, version, kind, plural, scope, short names, subresources), and everything
 //! else — routing, discovery, OpenAPI, tables, selectors, watch, patch — is derived from it and
 //! works on JSON objects. Type-specific behaviour is small and looked up by kind: defaults,
-//! validation, service address allocation, table columns.
+//! validation, service address allocation, pod priority admission, table columns, and the
+//! conversion of a resource that shares another's storage (`events.k8s.io` Events).
 //!
 //! Authentication happens before the router: the TLS layer ([`serve`]) puts the verified client
 //! certificate's [`Identity`] into the request extensions; bearer tokens are checked by the
@@ -19,6 +20,7 @@ mod admission;
 mod alloc;
 pub mod bootstrap;
 mod codec;
+mod convert;
 mod defaults;
 mod discovery;
 mod error;
@@ -27,6 +29,7 @@ mod metrics;
 mod objects;
 mod openapi;
 mod patch;
+mod priority;
 pub mod registry;
 mod request;
 mod rest;
@@ -34,6 +37,8 @@ mod schema;
 mod selectors;
 pub mod serve;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validation;
 
 pub use alloc::ServiceCidr;
@@ -186,7 +191,8 @@ impl<S: Store> ApiServer<S> {
         ApiServer { shared: Arc::new(Shared { store, registry, config, shutdown, openapi, metrics }) }
     }
 
-    /// Creates what a new cluster has: the system namespaces and the `kubernetes` Service.
+    /// Creates what a new cluster has: the system namespaces, the `kubernetes` Service and the
+    /// system PriorityClasses.
     pub async fn bootstrap(&self) -> Result<()> {
         bootstrap::ensure_defaults(&self.shared).await
     }

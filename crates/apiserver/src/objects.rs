@@ -9,9 +9,11 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, Result};
 use crate::meta::metadata_mut;
+use crate::registry::ResourceInfo;
 
-/// Decodes a stored object and stamps its `resourceVersion` (the key's last write revision).
-pub fn decode(kv: &KeyValue) -> Result<Value> {
+/// Decodes a stored object as an object of `info` and stamps its `resourceVersion` (the key's
+/// last write revision).
+pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::Internal(format!(
             "stored object {} is not valid JSON: {e}",
@@ -19,12 +21,12 @@ pub fn decode(kv: &KeyValue) -> Result<Value> {
         ))
     })?;
     set_resource_version(&mut obj, kv.mod_revision);
-    Ok(obj)
+    Ok(info.from_storage(obj))
 }
 
-/// Encodes an object for the store; `resourceVersion` is not stored (the revision is).
-pub fn encode(obj: &Value) -> Result<Vec<u8>> {
-    let mut obj = obj.clone();
+/// Encodes an object of `info` for the store; `resourceVersion` is not stored (the revision is).
+pub fn encode(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>> {
+    let mut obj = info.to_storage(obj.clone());
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
@@ -38,14 +40,19 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
 
 /// The object at `key` with its `mod_revision`, read linearizably (or locally for
 /// `serializable`).
-pub async fn get<S: Store>(store: &S, key: &str, serializable: bool) -> Result<Option<(Value, Revision)>> {
+pub async fn get<S: Store>(
+    store: &S,
+    info: &ResourceInfo,
+    key: &str,
+    serializable: bool,
+) -> Result<Option<(Value, Revision)>> {
     let mut req = RangeRequest::key(key.as_bytes().to_vec());
     if serializable {
         req = req.serializable();
     }
     let resp = store.range(req).await?;
     match resp.kvs.first() {
-        Some(kv) => Ok(Some((decode(kv)?, kv.mod_revision))),
+        Some(kv) => Ok(Some((decode(info, kv)?, kv.mod_revision))),
         None => Ok(None),
     }
 }
@@ -105,8 +112,10 @@ mod tests {
 
     #[test]
     fn resource_version_is_not_stored_but_stamped_on_read() {
+        let reg = crate::registry::Registry::builtin();
+        let info = reg.get("", "v1", "configmaps").unwrap_or_else(|| panic!("configmaps registered"));
         let obj = json!({"metadata": {"name": "a", "resourceVersion": "7"}});
-        let bytes = encode(&obj).unwrap_or_default();
+        let bytes = encode(info, &obj).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
         let kv = KeyValue {
             key: b"/k".to_vec(),
@@ -116,6 +125,9 @@ mod tests {
             version: 2,
             lease: 0,
         };
-        assert_eq!(decode(&kv).ok().map(|o| o["metadata"]["resourceVersion"].clone()), Some(json!("9")));
+        assert_eq!(
+            decode(info, &kv).ok().map(|o| o["metadata"]["resourceVersion"].clone()),
+            Some(json!("9"))
+        );
     }
 }

@@ -51,6 +51,24 @@ pub struct ResourceInfo {
     pub verbs: &'static [&'static str],
     /// Decodes an object as the typed struct, for type errors; `None` for schemaless resources.
     pub type_check: Option<TypeCheck>,
+    /// Set when the resource lives in another resource's storage, converted on the way in and
+    /// out (`events.k8s.io/v1` Events are stored as core/v1 Events, as in kube-apiserver).
+    pub storage: Option<SharedStorage>,
+}
+
+/// The storage of another resource that a resource shares, and the conversions to and from
+/// that resource's form. Everything read from the store is converted with `from_storage` before
+/// it is selected, served or changed; everything written with `to_storage`.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedStorage {
+    /// API group of the resource that owns the storage, `""` for the core group.
+    pub group: &'static str,
+    /// Plural of the resource that owns the storage.
+    pub plural: &'static str,
+    /// This resource's form of an object to the stored form.
+    pub to_storage: fn(Value) -> Value,
+    /// The stored form of an object to this resource's form.
+    pub from_storage: fn(Value) -> Value,
 }
 
 impl ResourceInfo {
@@ -70,7 +88,13 @@ impl ResourceInfo {
             subresources: &[],
             verbs: STANDARD_VERBS,
             type_check: Some(|v| T::deserialize(v).map(drop).map_err(|e| e.to_string())),
+            storage: None,
         }
+    }
+
+    fn stored_as(mut self, storage: SharedStorage) -> Self {
+        self.storage = Some(storage);
+        self
     }
 
     fn short(mut self, names: &'static [&'static str]) -> Self {
@@ -125,10 +149,31 @@ impl ResourceInfo {
         self.subresources.contains(&sub)
     }
 
-    /// The store prefix of every object of this resource (all namespaces).
+    /// The store prefix of every object of this resource (all namespaces); that of the owning
+    /// resource for one sharing another's storage.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
-        format!("/registry/{group}/{}/", self.plural)
+        let (group, plural) = match &self.storage {
+            Some(s) => (s.group, s.plural),
+            None => (self.group, self.plural),
+        };
+        let group = if group.is_empty() { "core" } else { group };
+        format!("/registry/{group}/{plural}/")
+    }
+
+    /// A stored object in this resource's form.
+    pub fn from_storage(&self, obj: Value) -> Value {
+        match &self.storage {
+            Some(s) => (s.from_storage)(obj),
+            None => obj,
+        }
+    }
+
+    /// An object of this resource in its stored form.
+    pub fn to_storage(&self, obj: Value) -> Value {
+        match &self.storage {
+            Some(s) => (s.to_storage)(obj),
+            None => obj,
+        }
     }
 
     /// The store key of one object (`namespace` ignored for cluster-scoped resources).
@@ -266,7 +311,12 @@ fn builtin_resources() -> Vec<ResourceInfo> {
         // discovery.k8s.io/v1
         R::of::<discovery::EndpointSlice>(),
         // events.k8s.io/v1
-        R::of::<events::Event>().short(&["ev"]),
+        R::of::<events::Event>().short(&["ev"]).stored_as(SharedStorage {
+            group: "",
+            plural: "events",
+            to_storage: crate::convert::events::to_core,
+            from_storage: crate::convert::events::from_core,
+        }),
         // flowcontrol.apiserver.k8s.io/v1
         R::of::<flowcontrol::FlowSchema>().sub(STATUS),
         R::of::<flowcontrol::PriorityLevelConfiguration>().sub(STATUS),
@@ -312,6 +362,19 @@ mod tests {
         assert_eq!(deploy.key("default", "web"), "/registry/apps/deployments/default/web");
         let ns = reg.get("", "v1", "namespaces").map(|r| r.namespaced);
         assert_eq!(ns, Some(false));
+    }
+
+    #[test]
+    fn events_k8s_io_events_live_in_the_core_event_storage() {
+        let reg = Registry::builtin();
+        let key = |group: &str| reg.get(group, "v1", "events").map(|r| r.key("default", "e"));
+        assert_eq!(key("events.k8s.io"), Some("/registry/core/events/default/e".to_string()));
+        assert_eq!(key("events.k8s.io"), key(""));
+        let events = reg.get("events.k8s.io", "v1", "events").map(|r| r.as_ref().clone());
+        let events = events.unwrap_or_else(|| panic!("events.k8s.io events registered"));
+        let stored = events.to_storage(serde_json::json!({"note": "n", "regarding": {"name": "p"}}));
+        assert_eq!(stored["message"], "n");
+        assert_eq!(events.from_storage(stored)["regarding"]["name"], "p");
     }
 
     #[test]

@@ -151,9 +151,19 @@ fn selectable_fields(info: &ResourceInfo) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        ("events.k8s.io", "Event") => {
-            &["regarding.kind", "regarding.name", "regarding.namespace", "reason", "type"]
-        }
+        ("events.k8s.io", "Event") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "source",
+            "type",
+        ],
         ("", "Secret") => &["type"],
         ("", "Node") => &["spec.unschedulable"],
         ("", "Namespace") => &["status.phase"],
@@ -190,8 +200,11 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, want)| {
-            let path = if field == "source" { "source.component" } else { field };
-            let actual = path.split('.').try_fold(obj, |v, part| v.get(part));
+            let actual = if field == "source" {
+                event_source(obj)
+            } else {
+                field.split('.').try_fold(obj, |v, part| v.get(part))
+            };
             let actual = match actual {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Bool(b)) => b.to_string(),
@@ -211,6 +224,18 @@ impl FieldSelector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// The `source` field label of an Event (core/v1 or events.k8s.io/v1): its source component,
+/// else its reporting controller, as kube-apiserver selects it.
+fn event_source(event: &Value) -> Option<&Value> {
+    fn non_empty(v: Option<&Value>) -> Option<&Value> {
+        v.filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    }
+    non_empty(event.pointer("/source/component"))
+        .or_else(|| non_empty(event.pointer("/deprecatedSource/component")))
+        .or_else(|| non_empty(event.get("reportingComponent")))
+        .or_else(|| non_empty(event.get("reportingController")))
 }
 
 #[cfg(test)]

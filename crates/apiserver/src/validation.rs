@@ -40,6 +40,15 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                 ));
             }
         }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            priority_class(obj, &mut c);
+            if let Some(old) = old {
+                if obj.get("value") != old.get("value") {
+                    c.push(Cause::forbidden("value", "may not be changed in an update."));
+                }
+                unchanged(obj, old, "/preemptionPolicy", "preemptionPolicy", &mut c);
+            }
+        }
         ("", "Service") => {
             service(obj, &mut c);
             if let Some(old) = old {
@@ -54,6 +63,43 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         _ => {}
     }
     c
+}
+
+/// The highest priority a PriorityClass outside the `system-` ones may have.
+const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// `system-` names are the system classes' (with their values, never the global default);
+/// other classes stay at or below [`HIGHEST_USER_DEFINABLE_PRIORITY`].
+fn priority_class(obj: &Value, c: &mut Vec<Cause>) {
+    let name = crate::meta::name_of(obj);
+    let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
+    if name.starts_with("system-") {
+        let known = crate::bootstrap::SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _, _)| *n == name);
+        let error = match known {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some((_, v, _)) if *v != value => Some(format!("value of {name} PriorityClass must be {v}")),
+            Some(_) if obj.get("globalDefault").and_then(Value::as_bool) == Some(true) => {
+                Some(format!("globalDefault of {name} PriorityClass must be false"))
+            }
+            Some(_) => None,
+        };
+        if let Some(error) = error {
+            c.push(Cause::forbidden(
+                "metadata.name",
+                format!("priority class names with 'system-' prefix are reserved for system use only. error: {error}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        c.push(Cause::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ));
+    }
+    if let Some(policy) = obj.get("preemptionPolicy").filter(|p| !p.is_null()) {
+        if !matches!(policy.as_str(), Some("PreemptLowerPriority" | "Never")) {
+            c.push(Cause::not_supported("preemptionPolicy", policy, &["PreemptLowerPriority", "Never"]));
+        }
+    }
 }
 
 fn unchanged(obj: &Value, old: &Value, pointer: &str, field: &str, c: &mut Vec<Cause>) {
@@ -222,6 +268,28 @@ mod tests {
     fn info(group: &str, plural: &str) -> ResourceInfo {
         let reg = Registry::builtin();
         reg.get(group, "v1", plural).map(|r| r.as_ref().clone()).unwrap_or_else(|| panic!("{plural}"))
+    }
+
+    #[test]
+    fn system_priority_class_names_are_reserved_and_user_values_capped() {
+        let pc = info("scheduling.k8s.io", "priorityclasses");
+        let fields =
+            |obj: Value| validate(&pc, &obj, None).into_iter().map(|c| c.message).collect::<Vec<_>>();
+        assert!(
+            fields(json!({"metadata": {"name": "system-node-critical"}, "value": 2_000_001_000})).is_empty()
+        );
+        assert_eq!(
+            fields(json!({"metadata": {"name": "system-mine"}, "value": 1})),
+            ["Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"]
+        );
+        assert_eq!(
+            fields(json!({"metadata": {"name": "huge"}, "value": 1_000_000_001})),
+            ["Forbidden: maximum allowed value of a user defined priority is 1000000000"]
+        );
+        let old = json!({"metadata": {"name": "a"}, "value": 1, "preemptionPolicy": "Never"});
+        let changed = json!({"metadata": {"name": "a"}, "value": 2, "preemptionPolicy": "Never"});
+        let causes = validate(&pc, &changed, Some(&old));
+        assert_eq!(causes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), ["value"]);
     }
 
     #[test]

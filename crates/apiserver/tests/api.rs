@@ -723,3 +723,23 @@ async fn writes_record_their_field_manager_or_user_agent() -> Result<()> {
     assert_eq!(fields_of(&d.metadata, "ctrl"), json!({"f:status": {"f:replicas": {}}}));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_without_a_resource_version_all_apply() -> Result<()> {
+    let c = cluster().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    cms.create(&PostParams::default(), &configmap("shared", &[])).await?;
+    let writers = (0..16).map(|i| {
+        let cms = cms.clone();
+        async move {
+            let patch = json!({"metadata": {"labels": {format!("writer-{i}"): "yes"}}});
+            cms.patch("shared", &PatchParams::default(), &Patch::Merge(&patch)).await
+        }
+    });
+    for outcome in futures::future::join_all(writers).await {
+        outcome.context("a patch that pins no resourceVersion must not fail with a conflict")?;
+    }
+    let labels = cms.get("shared").await?.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.len(), 16, "every writer's label must be there: {labels:?}");
+    Ok(())
+}

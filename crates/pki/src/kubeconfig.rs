@@ -67,8 +67,7 @@ struct ContextSpec<'a> {
 }
 
 /// Writes a kubeconfig at `path` (mode 0600, atomically, parent directories created) for a client
-/// certificate: cluster and context `corten` pointing at `server_url` and trusting `ca_pem`, user
-/// entry `user`, current context set. The PEMs are embedded base64-encoded (`*-data` fields).
+/// certificate: the document of [`kubeconfig_yaml`].
 ///
 /// The server writes `<data-dir>/admin.kubeconfig` with `https://127.0.0.1:6443` and the admin
 /// credential; [`ensure`](crate::ensure) never writes one.
@@ -80,6 +79,23 @@ pub fn write_kubeconfig(
     client_key_pem: &str,
     user: &str,
 ) -> Result<()> {
+    let yaml = kubeconfig_yaml(server_url, ca_pem, client_cert_pem, client_key_pem, user)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        files::create_dir(parent)?;
+    }
+    files::write_atomic(path, yaml.as_bytes(), KEY_MODE)
+}
+
+/// A kubeconfig document for a client certificate: cluster and context `corten` pointing at
+/// `server_url` and trusting `ca_pem`, user entry `user`, current context set. The PEMs are
+/// embedded base64-encoded (`*-data` fields).
+pub fn kubeconfig_yaml(
+    server_url: &str,
+    ca_pem: &str,
+    client_cert_pem: &str,
+    client_key_pem: &str,
+    user: &str,
+) -> Result<String> {
     let config = Kubeconfig {
         api_version: "v1",
         kind: "Config",
@@ -104,11 +120,7 @@ pub fn write_kubeconfig(
         contexts: [Named { name: NAME, value: Context { context: ContextSpec { cluster: NAME, user } } }],
         current_context: NAME,
     };
-    let yaml = serde_yaml::to_string(&config).map_err(Error::Kubeconfig)?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        files::create_dir(parent)?;
-    }
-    files::write_atomic(path, yaml.as_bytes(), KEY_MODE)
+    serde_yaml::to_string(&config).map_err(Error::Kubeconfig)
 }
 
 #[cfg(test)]

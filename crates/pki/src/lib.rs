@@ -46,7 +46,7 @@ use std::time::{Duration, SystemTime};
 
 pub use cert::identity_from_cert;
 pub use ensure::ensure;
-pub use kubeconfig::write_kubeconfig;
+pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 pub use tls::client_tls_config;
 pub use token::{KubernetesClaims, ObjectRef, ServiceAccountTokens, TokenClaims, TokenError, DEFAULT_ISSUER};
 

@@ -26,7 +26,7 @@ pub(super) async fn get<S: Store>(
     let key = info.key(req.namespace().unwrap_or(""), req.name());
     // resourceVersion "0" allows any (possibly stale) version: a local read.
     let serializable = req.query.resource_version.as_deref() == Some("0");
-    let (obj, _) = objects::get(&shared.store, &key, serializable)
+    let (obj, _) = objects::get(&shared.store, info, &key, serializable)
         .await?
         .ok_or_else(|| ApiError::not_found(info, req.name()))?;
     Ok(object_response(StatusCode::OK, info, obj, n, &req.query))
@@ -64,10 +64,11 @@ pub(super) struct Page {
     pub remaining: Option<u64>,
 }
 
-/// Reads the objects of `prefix` matching `filter`, honouring `limit`, `continue` and the
-/// `resourceVersion` semantics of a list.
+/// Reads the objects of `prefix` (as objects of `info`) matching `filter`, honouring `limit`,
+/// `continue` and the `resourceVersion` semantics of a list.
 pub(super) async fn read_page<S: Store>(
     shared: &Shared<S>,
+    info: &ResourceInfo,
     prefix: &str,
     filter: &Filter,
     q: &Query,
@@ -137,7 +138,7 @@ pub(super) async fn read_page<S: Store>(
         let mut last_key = None;
         for kv in &resp.kvs {
             last_key = Some(kv.key.clone());
-            let obj = objects::decode(kv)?;
+            let obj = objects::decode(info, kv)?;
             if filter.matches(&obj) {
                 items.push(obj);
                 if limit > 0 && items.len() == limit {
@@ -196,7 +197,7 @@ pub(super) async fn list<S: Store>(
     let filter = Filter::new(info, &req.query)?;
     let namespace = req.namespace().or(filter.fields.exact_namespace());
     let prefix = info.list_prefix(namespace);
-    let page = read_page(shared, &prefix, &filter, &req.query).await?;
+    let page = read_page(shared, info, &prefix, &filter, &req.query).await?;
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         metadata["continue"] = json!(c);

@@ -54,7 +54,7 @@ pub(crate) async fn subresource<S: Store>(
             Ok(object_response(StatusCode::OK, info, updated, n, q))
         }
         ("scale", Verb::Get) => {
-            let (obj, _) = objects::get(&shared.store, &info.key(&ns, &name), false)
+            let (obj, _) = objects::get(&shared.store, info, &info.key(&ns, &name), false)
                 .await?
                 .ok_or_else(|| ApiError::not_found(info, &name))?;
             Ok(codec::respond(StatusCode::OK, &scale_of(&obj), n.format))

@@ -69,7 +69,7 @@ impl Encoder {
     /// The watch events one store event becomes for this watch's selection.
     fn translate(&self, ev: &corten_store::Event, revision: Revision) -> Result<Option<Bytes>> {
         let old = match &ev.prev_kv {
-            Some(kv) => Some(objects::decode(kv)?),
+            Some(kv) => Some(objects::decode(&self.info, kv)?),
             None => None,
         };
         let old_in = old.as_ref().is_some_and(|o| self.filter.matches(o));
@@ -82,7 +82,7 @@ impl Encoder {
                 _ => None,
             },
             EventKind::Put => {
-                let new = objects::decode(&ev.kv)?;
+                let new = objects::decode(&self.info, &ev.kv)?;
                 match (old_in, self.filter.matches(&new)) {
                     (true, true) => Some(self.event("MODIFIED", new)),
                     (false, true) => Some(self.event("ADDED", new)),
@@ -147,7 +147,7 @@ pub(super) async fn watch<S: Store>(
         if from.is_none() && q.resource_version.as_deref() == Some("0") {
             list_q.resource_version = Some("0".into());
         }
-        let page = read_page(shared, &prefix, &encoder.filter, &list_q).await?;
+        let page = read_page(shared, info, &prefix, &encoder.filter, &list_q).await?;
         for obj in page.items {
             preamble.push(encoder.event("ADDED", obj));
         }

@@ -128,7 +128,7 @@ pub(super) fn type_check(info: &ResourceInfo, obj: &Value) -> Result<()> {
 /// Ensures the namespace of a new object exists and is not terminating.
 async fn check_namespace<S: Store>(shared: &Shared<S>, namespace: &str) -> Result<()> {
     let ns_info = shared.registry.get("", "v1", "namespaces").cloned().ok_or(ApiError::UnknownPath)?;
-    match objects::get(&shared.store, &ns_info.key("", namespace), false).await? {
+    match objects::get(&shared.store, &ns_info, &ns_info.key("", namespace), false).await? {
         None => Err(ApiError::not_found(&ns_info, namespace)),
         Some((ns, _)) if meta::is_deleting(&ns) => Err(ApiError::Forbidden(format!(
             "unable to create new content in namespace {namespace} because it is being terminated"
@@ -193,6 +193,7 @@ async fn create_tracked<S: Store>(
     if let Some(ns) = namespace {
         check_namespace(shared, ns).await?;
     }
+    crate::priority::admit_create(shared, info, &mut obj).await?;
     for attempt in 0..5 {
         let mut candidate = obj.clone();
         if generated {
@@ -222,12 +223,12 @@ async fn create_tracked<S: Store>(
                 .when(Compare::absent(k.as_bytes().to_vec()))
                 .success(Op::put(k.as_bytes().to_vec(), v.clone()));
         }
-        txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(&new)?));
+        txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &new)?));
         if let Some(stored) = commit(shared, txn, new, q.dry_run).await? {
             return Ok(stored);
         }
         // Either the name is taken or an allocation raced; tell them apart.
-        let taken = objects::get(&shared.store, &key, false).await?.is_some();
+        let taken = objects::get(&shared.store, info, &key, false).await?.is_some();
         if taken && (!generated || attempt == 4) {
             return Err(ApiError::already_exists(info, &name));
         }
@@ -299,8 +300,9 @@ async fn update_tracked<S: Store>(
 ) -> Result<Value> {
     let key = info.key(namespace, name);
     for _ in 0..UPDATE_RETRIES {
-        let (current, cur_rev) =
-            objects::get(&shared.store, &key, false).await?.ok_or_else(|| ApiError::not_found(info, name))?;
+        let (current, cur_rev) = objects::get(&shared.store, info, &key, false)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
         let mut desired = mutate(&current)?;
         check_kind(info, &mut desired)?;
         let pinned =
@@ -328,6 +330,7 @@ async fn update_tracked<S: Store>(
         type_check(info, &desired)?;
         admission::field_warnings(info, &desired, q)?;
         let mut new = admission::prepare_update(info, &current, desired, half == Half::Status)?;
+        crate::priority::admit_update(shared, info, &current, &mut new).await?;
         if track == Track::Update {
             if let Some(manager) = admission::field_manager(q) {
                 let subresource = (half == Half::Status).then_some("status");
@@ -347,14 +350,14 @@ async fn update_tracked<S: Store>(
         let txn = if finished {
             delete_ops(txn, info, &key, &current)
         } else {
-            txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(&new)?))
+            txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &new)?))
         };
         if let Some(stored) = commit(shared, txn, new, q.dry_run).await? {
             return Ok(stored);
         }
-        if pinned.is_some() {
-            return Err(ApiError::modified(info, name));
-        }
+        // Lost a race: try again on the new version. A resourceVersion the client pinned (an
+        // update's body, or one a patch sets) no longer matches it and fails above; a patch
+        // that pins nothing inherits the new version and applies, as kube-apiserver's does.
     }
     Err(ApiError::conflict(info, name, "too many concurrent writes; try again"))
 }
@@ -534,8 +537,9 @@ pub(super) async fn delete_object<S: Store>(
 ) -> Result<(StatusCode, Deleted)> {
     let key = info.key(namespace, name);
     for _ in 0..UPDATE_RETRIES {
-        let (current, cur_rev) =
-            objects::get(&shared.store, &key, false).await?.ok_or_else(|| ApiError::not_found(info, name))?;
+        let (current, cur_rev) = objects::get(&shared.store, info, &key, false)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
         let uid = meta::meta_str(&current, "uid").unwrap_or("").to_string();
         if let Some(want) = &opts.precondition_uid {
             if *want != uid {
@@ -565,7 +569,7 @@ pub(super) async fn delete_object<S: Store>(
                 return Ok((StatusCode::OK, Deleted::Object(current)));
             }
             Some(marked) => {
-                let txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(&marked)?));
+                let txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &marked)?));
                 let code = if opts.propagation.as_deref() == Some("Foreground") {
                     StatusCode::ACCEPTED
                 } else {
@@ -612,7 +616,7 @@ pub(super) async fn delete_collection<S: Store>(
     let mut q = req.query.clone();
     q.limit = None;
     q.continue_token = None;
-    let page = read_page(shared, &info.list_prefix(req.namespace()), &filter, &q).await?;
+    let page = read_page(shared, info, &info.list_prefix(req.namespace()), &filter, &q).await?;
     let mut deleted = Vec::new();
     for obj in page.items {
         let ns = meta::meta_str(&obj, "namespace").unwrap_or("").to_string();

@@ -136,6 +136,8 @@ struct EventFields {
     last: &'static str,
     count: &'static str,
     source: &'static str,
+    /// The reporting controller: `reportingComponent` in core/v1.
+    reporting: &'static str,
 }
 
 const CORE_EVENT: EventFields = EventFields {
@@ -145,6 +147,7 @@ const CORE_EVENT: EventFields = EventFields {
     last: "/lastTimestamp",
     count: "/count",
     source: "/source",
+    reporting: "/reportingComponent",
 };
 
 const EVENTS_V1: EventFields = EventFields {
@@ -154,6 +157,7 @@ const EVENTS_V1: EventFields = EventFields {
     last: "/deprecatedLastTimestamp",
     count: "/deprecatedCount",
     source: "/deprecatedSource",
+    reporting: "/reportingController",
 };
 
 pub(super) fn core_event(o: &Value, clock: &Clock) -> Vec<Value> {
@@ -186,7 +190,7 @@ fn event(o: &Value, clock: &Clock, f: &EventFields) -> Vec<Value> {
         "" => kind,
         subject_name => format!("{kind}/{subject_name}"),
     };
-    let component = or(s(o, &format!("{}/component", f.source)), s(o, "/reportingController"));
+    let component = or(s(o, &format!("{}/component", f.source)), s(o, f.reporting));
     let instance = or(s(o, &format!("{}/host", f.source)), s(o, "/reportingInstance"));
     let source = if instance.is_empty() { component } else { format!("{component}, {instance}") };
     vec![
@@ -316,7 +320,7 @@ mod tests {
             ]
         );
         let singleton = json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"}, "eventTime": "2024-12-31T23:58:00.000000Z",
-            "reportingController": "scheduler"});
+            "reportingComponent": "scheduler"});
         assert_eq!(
             core_event(&singleton, &test_clock())[..9],
             [
