@@ -17,10 +17,15 @@ HTTPS_PORT ?= 6443
 # OS packages the build needs: libclang for RocksDB's bindings, protoc and the protobuf
 # well-known types for the gRPC code (raft, and the etcd client of the bench).
 OS_PACKAGES := libclang-dev protobuf-compiler libprotobuf-dev clang
-# What the end-to-end tests drive besides kubectl (which is not a Debian package here).
-TEST_PACKAGES := curl
+# What the images need: gcc and a static libc for the pause binary, busybox-static for busybox.
+IMAGE_PACKAGES := gcc libc6-dev busybox-static python3
+# What the end-to-end tests drive besides kubectl (which is not a Debian package here), and the
+# container runtime the kubelet tests run pods on (containerd, runc, the CNI plugins, iptables).
+TEST_PACKAGES := curl containerd runc containernetworking-plugins iptables $(IMAGE_PACKAGES)
+# Where `make images` writes the air-gap image tarballs (the containerd tests import them).
+export CORTEN_IMAGES_DIR ?= $(CURDIR)/images/out
 
-.PHONY: help run test fmt lint bench os-deps
+.PHONY: help run test fmt lint bench os-deps images
 
 help:
 	@echo "make run    build (release) and run 'corten server' in the foreground (data in $(DATA_DIR))"
@@ -28,13 +33,17 @@ help:
 	@echo "make fmt    format the code"
 	@echo "make lint   clippy with warnings as errors"
 	@echo "make bench  run the benches (results are recorded in docs/PERF.md)"
+	@echo "make images build the air-gap images (pause, busybox) into $(CORTEN_IMAGES_DIR)"
 
-run: os-deps
+run: OS_PACKAGES += $(IMAGE_PACKAGES)
+run: os-deps images
+	mkdir -p "$(DATA_DIR)/agent/images"
+	cp "$(CORTEN_IMAGES_DIR)"/*.tar "$(DATA_DIR)/agent/images/"
 	$(CARGO) build --release -p corten
 	exec "$(CARGO_TARGET_DIR)/release/corten" server --data-dir "$(DATA_DIR)" --bind-address "$(BIND_ADDRESS)" --https-port "$(HTTPS_PORT)"
 
 test: OS_PACKAGES += $(TEST_PACKAGES)
-test: os-deps
+test: os-deps images
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features "$(TEST_FEATURES)" -- -D warnings
 	$(CARGO) build -p corten
@@ -54,6 +63,11 @@ bench: os-deps
 	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends etcd-server; }
 	$(CARGO) bench -p corten-store-raft --bench store -- $(BENCH_ARGS)
+
+# The air-gap images, built offline and deterministically (see images/build.py).
+images: OS_PACKAGES += $(IMAGE_PACKAGES)
+images: os-deps
+	python3 images/build.py "$(CORTEN_IMAGES_DIR)"
 
 # Installs the OS packages that are missing (Debian/Ubuntu). Fails loudly when it cannot.
 os-deps:
