@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::EnvFilter;
 
 /// Kubernetes as one Rust binary.
 #[derive(Debug, Parser)]
@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a control-plane node: the replicated store and the Kubernetes API server.
+    /// Run a control-plane node: the replicated store, the Kubernetes API server, the controllers
+    /// and the scheduler, and (unless --disable-agent) the kubelet of this machine.
     Server(ServerArgs),
 }
 
@@ -45,6 +46,26 @@ struct ServerArgs {
     /// IPv4 range Service ClusterIPs are allocated from.
     #[arg(long, env = "CORTEN_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// Run only the control plane: no kubelet, no containers on this machine.
+    #[arg(long, env = "CORTEN_DISABLE_AGENT")]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// How this machine runs pods.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The Node's name (default: the host name).
+    #[arg(long, env = "CORTEN_NODE_NAME")]
+    node_name: Option<String>,
+    /// A CRI socket to use (e.g. unix:///run/containerd/containerd.sock) instead of starting
+    /// corten's own containerd.
+    #[arg(long, env = "CORTEN_CONTAINER_RUNTIME_ENDPOINT")]
+    container_runtime_endpoint: Option<String>,
+    /// The IPv4 range of this node's pods.
+    #[arg(long, env = "CORTEN_POD_CIDR", default_value = "10.42.0.0/24")]
+    pod_cidr: String,
 }
 
 #[tokio::main]
@@ -55,24 +76,66 @@ async fn main() -> anyhow::Result<()> {
     cancel_on_signals(shutdown.clone())?;
     match cli.command {
         Command::Server(args) => {
+            let node_name = match args.node.node_name.clone() {
+                Some(name) => name,
+                None => host_name()?,
+            };
             let cfg = corten_server::ServerConfig {
-                data_dir: args.data_dir,
+                data_dir: args.data_dir.clone(),
                 bind_address: args.bind_address,
                 https_port: args.https_port,
                 tls_sans: args.tls_sans,
                 service_cidr: args.service_cidr,
+                agent_node_name: (!args.disable_agent).then(|| node_name.clone()),
             };
-            corten_server::run(cfg, shutdown).await.context("corten server failed")
+            let server = corten_server::run(cfg, shutdown.clone());
+            if args.disable_agent {
+                return server.await.context("corten server failed");
+            }
+            let agent = corten_agent::AgentConfig {
+                kubeconfig: args.data_dir.join(corten_server::AGENT_KUBECONFIG),
+                data_dir: args.data_dir,
+                node_name,
+                container_runtime_endpoint: args.node.container_runtime_endpoint,
+                pod_cidr: args.node.pod_cidr,
+            };
+            // Either failing stops both; the server is the one whose error is reported first.
+            let (served, ran) = tokio::join!(
+                async {
+                    let served = server.await;
+                    shutdown.cancel();
+                    served
+                },
+                async {
+                    let ran = corten_agent::run(agent, shutdown.clone()).await;
+                    if ran.is_err() {
+                        shutdown.cancel();
+                    }
+                    ran
+                }
+            );
+            served.context("corten server failed")?;
+            ran.context("the embedded agent failed")
         }
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// The machine's host name, the default node name.
+fn host_name() -> anyhow::Result<String> {
+    let name = nix::unistd::gethostname().context("reading the host name; pass --node-name")?;
+    let name =
+        name.into_string().map_err(|_| anyhow::anyhow!("the host name is not UTF-8; pass --node-name"))?;
+    Ok(name.to_lowercase())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, with openraft's chatty per-election
+/// lines at `warn`).
 fn init_logging() -> anyhow::Result<()> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env()
-        .context("invalid RUST_LOG filter")?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => EnvFilter::try_new(&directives)
+            .with_context(|| format!("invalid RUST_LOG filter {directives:?}"))?,
+        Err(_) => EnvFilter::new("info,openraft=warn"),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -45,7 +45,11 @@ pub fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
 pub async fn run_corten(args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
     let out = tokio::time::timeout(
         DEADLINE,
-        Command::new(corten_bin()?).args(args).env("RUST_LOG", "info").kill_on_drop(true).output(),
+        Command::new(corten_bin()?)
+            .args(args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .context("corten did not exit in time")?
@@ -64,9 +68,34 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `corten server` on `data_dir` with the API on a free loopback port.
+    /// Starts `corten server` on `data_dir` with the API on a free loopback port, control plane
+    /// only (`--disable-agent`: no kubelet, no containerd).
     pub fn start(data_dir: &Path) -> anyhow::Result<Server> {
-        Self::start_with(data_dir, free_loopback_addr()?, &[])
+        Self::start_with(data_dir, free_loopback_addr()?, &["--disable-agent"])
+    }
+
+    /// Starts `corten server` with its embedded agent (kubelet and its own containerd) as node
+    /// `node_name` with pods in `pod_cidr`, the air-gap images of `CORTEN_IMAGES_DIR` (built by
+    /// `make images`) copied into `<data-dir>/agent/images` first. Needs root and Debian's
+    /// containerd, runc and CNI plugins (`make test` installs them); missing ones fail the test.
+    pub fn start_node(data_dir: &Path, node_name: &str, pod_cidr: &str) -> anyhow::Result<Server> {
+        let images = images_dir()?;
+        let target = data_dir.join("agent/images");
+        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+        for entry in std::fs::read_dir(&images).with_context(|| format!("reading {}", images.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tar") {
+                let name = path.file_name().context("image tarball without a name")?;
+                std::fs::copy(&path, target.join(name))
+                    .with_context(|| format!("copying {}", path.display()))?;
+            }
+        }
+        Self::start_with(data_dir, free_loopback_addr()?, &["--node-name", node_name, "--pod-cidr", pod_cidr])
+    }
+
+    /// The CRI socket of the containerd a node server runs ([`Server::start_node`]).
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.data_dir.join("agent/containerd/containerd.sock")
     }
 
     /// Starts `corten server` on `data_dir` serving the API on `addr`, with extra arguments.
@@ -80,7 +109,7 @@ impl Server {
             .arg("--https-port")
             .arg(addr.port().to_string())
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -267,6 +296,38 @@ impl Kubectl {
         }
         Ok(out.stdout)
     }
+}
+
+/// The air-gap image tarballs `make images` built: `CORTEN_IMAGES_DIR`, which `make test` sets.
+pub fn images_dir() -> anyhow::Result<PathBuf> {
+    let Some(dir) = std::env::var_os("CORTEN_IMAGES_DIR") else {
+        bail!("CORTEN_IMAGES_DIR is not set: run `make test`, or `make images` and set CORTEN_IMAGES_DIR=images/out");
+    };
+    let dir = PathBuf::from(dir);
+    let has_tarballs = std::fs::read_dir(&dir)
+        .with_context(|| format!("CORTEN_IMAGES_DIR={} cannot be read: run `make images`", dir.display()))?
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "tar"));
+    if !has_tarballs {
+        bail!("CORTEN_IMAGES_DIR={} has no image tarballs: run `make images`", dir.display());
+    }
+    Ok(dir)
+}
+
+/// Lists the containers of the containerd at `socket` in the `k8s.io` namespace (`ctr`).
+pub async fn ctr_containers(socket: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", "k8s.io", "containers", "ls", "--quiet"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running ctr (apt-get install containerd)")?;
+    if !out.status.success() {
+        bail!("ctr containers ls failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
 }
 
 /// The first `name` on PATH.

@@ -51,6 +51,22 @@ stringData:
   password: s3cret
 "#;
 
+/// Polls `check` until it returns `Some`, at most 20 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        ensure!(tokio::time::Instant::now() < end, "{what} did not appear within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn server() -> anyhow::Result<(tempfile::TempDir, Server)> {
     let data = tempfile::tempdir()?;
     let mut server = Server::start(data.path())?;
@@ -284,15 +300,21 @@ async fn delete_cascade_modes_and_wait_for_delete() -> anyhow::Result<()> {
     ensure!(k.ok(&["delete", "cm", "web-config"]).await?.contains("configmap \"web-config\" deleted"));
     ensure!(k.run(&["get", "cm", "web-config"]).await?.stderr.contains("NotFound"));
 
-    // Orphan and foreground deletion are finalizers the garbage collector acts on.
-    ensure!(k
-        .ok(&["delete", "deploy", "web", "--cascade=orphan", "--wait=false"])
-        .await?
-        .contains("deleted"));
-    let meta = k
-        .ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.finalizers}|{.metadata.deletionTimestamp}"])
-        .await?;
-    ensure!(meta.starts_with("[\"orphan\"]|") && meta.len() > "[\"orphan\"]|".len(), "{meta}");
+    // Orphan deletion: the garbage collector removes the deployment's ownerReference from its
+    // ReplicaSet, then lets the deployment go; the ReplicaSet stays.
+    let rs = eventually("the web ReplicaSet", || async {
+        let name = k.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"]).await?;
+        Ok((!name.trim().is_empty()).then(|| name.trim().to_string()))
+    })
+    .await?;
+    ensure!(k.ok(&["delete", "deploy", "web", "--cascade=orphan"]).await?.contains("deleted"));
+    ensure!(k.run(&["get", "deploy", "web"]).await?.stderr.contains("NotFound"));
+    let owners = k.ok(&["get", "rs", &rs, "-o", "jsonpath={.metadata.ownerReferences[*].name}"]).await?;
+    ensure!(owners.trim().is_empty(), "the orphaned ReplicaSet {rs} still has owners: {owners}");
+    // Foreground deletion: the ReplicaSet goes only after its pods.
+    ensure!(k.ok(&["delete", "rs", &rs, "--cascade=foreground"]).await?.contains("deleted"));
+    let pods = k.ok(&["get", "pods", "-l", "app=web", "-o", "name"]).await?;
+    ensure!(pods.trim().is_empty(), "pods of {rs} left after its foreground deletion: {pods}");
     ensure!(k
         .ok(&["delete", "svc", "web", "--cascade=background"])
         .await?

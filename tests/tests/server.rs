@@ -9,7 +9,7 @@ async fn server_becomes_ready_stops_on_sigterm_and_restarts_with_its_data() -> a
     let data = tempfile::tempdir()?;
     let addr = free_loopback_addr()?;
 
-    let mut server = Server::start_with(data.path(), addr, &[])?;
+    let mut server = Server::start_with(data.path(), addr, &["--disable-agent"])?;
     server.wait_ready().await?;
     let kubectl = server.kubectl("")?;
     let verbose = kubectl.ok(&["get", "--raw", "/readyz?verbose"]).await?;
@@ -23,7 +23,7 @@ async fn server_becomes_ready_stops_on_sigterm_and_restarts_with_its_data() -> a
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
     assert!(logs.contains("shutting down") && logs.contains("stopped"), "logs:\n{logs}");
 
-    let mut again = Server::start_with(data.path(), addr, &[])?;
+    let mut again = Server::start_with(data.path(), addr, &["--disable-agent"])?;
     again.wait_ready().await?;
     let value = again.kubectl("")?.ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]).await?;
     assert_eq!(value, "v", "data survives a restart");

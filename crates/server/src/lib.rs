@@ -3,16 +3,19 @@
 //! [`run`] prepares the data directory, creates or loads the cluster PKI (`corten-pki`), opens
 //! the replicated store (`corten-store-raft`, a one-voter raft today), and serves the Kubernetes
 //! API (`corten-apiserver`) over HTTPS until the shutdown token fires; then it drains HTTP and
-//! shuts the store down cleanly. Once the store is ready it creates the cluster defaults and
-//! writes `<data-dir>/admin.kubeconfig`. Later issues add the scheduler, the controllers and the
-//! embedded agent here, in that start order, stopping in reverse.
+//! shuts the store down cleanly. Once the store is ready it creates the cluster defaults, writes
+//! `<data-dir>/admin.kubeconfig` (and, when an embedded agent is configured, that node's
+//! credential), then starts the controllers and the scheduler against its own API over loopback
+//! HTTPS, each under leader election ([`components`]). Stop order is the reverse.
 //!
 //! This is the only crate that names `corten-store-raft`. It must not depend on openraft or RocksDB
 //! directly, nor on `corten-agent` (server and agent are siblings; only `cmd/` combines them).
 
 mod auth;
+mod components;
 mod store;
 
+pub use components::AGENT_KUBECONFIG;
 pub use store::ServedStore;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +30,8 @@ use tracing::{info, warn};
 
 /// How long the store may take to become ready before a warning is logged (it keeps trying).
 const READY_WARN_AFTER: Duration = Duration::from_secs(30);
+/// How long the controllers and the scheduler may take to stop before they are aborted.
+const LOOPS_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Settings of [`run`].
 #[derive(Debug, Clone)]
@@ -41,6 +46,9 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// Where ClusterIPs come from, `10.43.0.0/16` by default.
     pub service_cidr: String,
+    /// The node name of the embedded agent: when set, the server writes its credential to
+    /// `<data-dir>/agent/kubelet.kubeconfig` ([`AGENT_KUBECONFIG`]) once the API is ready.
+    pub agent_node_name: Option<String>,
 }
 
 impl ServerConfig {
@@ -52,6 +60,7 @@ impl ServerConfig {
             https_port: 6443,
             tls_sans: Vec::new(),
             service_cidr: "10.43.0.0/16".into(),
+            agent_node_name: None,
         }
     }
 
@@ -113,6 +122,14 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: corten_pki::Error,
+    },
+    /// A client of the server's own API could not be built for a control loop.
+    #[error("building the API client of {user}")]
+    Client {
+        /// The user the client authenticates as.
+        user: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The API server stopped on its own.
     #[error("the API server task failed")]
@@ -208,18 +225,21 @@ async fn serve<S: ServedStore + Clone>(
         shutdown.clone(),
     ));
     let prepared = tokio::select! {
-        () = shutdown.cancelled() => Ok(()),
+        () = shutdown.cancelled() => Ok(None),
         prepared = prepare_cluster(cfg, pki, &api, &store, &shutdown) => prepared,
         ended = &mut http => {
             shutdown.cancel();
             return ended.map_err(Error::Serve);
         }
     };
-    if let Err(e) = prepared {
-        shutdown.cancel();
-        let _ = http.await;
-        return Err(e);
-    }
+    let mut loops = match prepared {
+        Ok(loops) => loops.unwrap_or_default(),
+        Err(e) => {
+            shutdown.cancel();
+            let _ = http.await;
+            return Err(e);
+        }
+    };
     tokio::select! {
         () = shutdown.cancelled() => {}
         ended = &mut http => {
@@ -228,17 +248,26 @@ async fn serve<S: ServedStore + Clone>(
             return ended.map_err(Error::Serve);
         }
     }
+    // The control loops stop first (they release their leases through the API), then HTTP.
+    if tokio::time::timeout(LOOPS_STOP_GRACE, async { while loops.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(grace = ?LOOPS_STOP_GRACE, "control loops did not stop in time; aborting them");
+        loops.abort_all();
+    }
     http.await.map_err(Error::Serve)
 }
 
-/// Waits for the store, creates the cluster defaults, writes the admin kubeconfig.
+/// Waits for the store, creates the cluster defaults, writes the admin kubeconfig (and the
+/// agent's), then starts the control loops; `None` when shutdown came first.
 async fn prepare_cluster<S: ServedStore + Clone>(
     cfg: &ServerConfig,
     pki: &corten_pki::ClusterPki,
     api: &ApiServer<S>,
     store: &S,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> Result<Option<tokio::task::JoinSet<()>>> {
     while !store.wait_ready(READY_WARN_AFTER).await {
         warn!(waited = ?READY_WARN_AFTER, "store is not ready yet; still waiting");
     }
@@ -251,7 +280,7 @@ async fn prepare_cluster<S: ServedStore + Clone>(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
         if shutdown.is_cancelled() {
-            return Ok(());
+            return Ok(None);
         }
     }
     let path = cfg.data_dir.join("admin.kubeconfig");
@@ -265,6 +294,19 @@ async fn prepare_cluster<S: ServedStore + Clone>(
     .await
     .map_err(Error::Task)?;
     written.map_err(|source| Error::Kubeconfig { path: path.clone(), source })?;
+    if let Some(node) = &cfg.agent_node_name {
+        let agent = components::write_agent_kubeconfig(pki, &cfg.data_dir, &cfg.local_url(), node)?;
+        info!(node = %node, kubeconfig = %agent.display(), "node credential written for the embedded agent");
+    }
+    let loops =
+        components::start_control_loops(pki, &cfg.local_url(), &election_identity(), shutdown).await?;
     info!(kubeconfig = %path.display(), "cluster ready: export KUBECONFIG={} and run kubectl", path.display());
-    Ok(())
+    Ok(Some(loops))
+}
+
+/// This server's leader-election identity: its host name and a per-process suffix.
+fn election_identity() -> String {
+    let host =
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "corten".into());
+    format!("{host}_{}", uuid::Uuid::new_v4().simple())
 }

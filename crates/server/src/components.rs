@@ -1,0 +1,125 @@
+//! The control loops `corten server` runs against its own API: the controllers and the scheduler,
+//! each a plain API client with its own client certificate, over loopback HTTPS exactly as a
+//! remote client (ARCHITECTURE rule 2), each under leader election so that of several servers
+//! exactly one runs it. Also the credential of the embedded agent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{Error, Result};
+
+/// How long the client certificates of the control loops are valid; re-minted on every start.
+const COMPONENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Where the embedded agent finds its node credential, relative to the data dir.
+pub const AGENT_KUBECONFIG: &str = "agent/kubelet.kubeconfig";
+
+/// A kube client of the API at `url` as `user` in `groups`, with a freshly minted certificate.
+pub(crate) async fn component_client(
+    pki: &corten_pki::ClusterPki,
+    url: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<kube::Client> {
+    let yaml = component_kubeconfig(pki, url, user, groups)?;
+    let kubeconfig =
+        Kubeconfig::from_yaml(&yaml).map_err(|e| Error::Client { user: user.into(), source: e.into() })?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Client { user: user.into(), source: e.into() })?;
+    kube::Client::try_from(config).map_err(|e| Error::Client { user: user.into(), source: e.into() })
+}
+
+/// A kubeconfig document for `user` in `groups` with a new client certificate.
+fn component_kubeconfig(
+    pki: &corten_pki::ClusterPki,
+    url: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<String> {
+    let pki_err = |source| Error::Pki { path: pki.dir().to_path_buf(), source };
+    let (cert, key) = pki.issue_client_cert(user, groups, COMPONENT_CERT_VALIDITY).map_err(pki_err)?;
+    corten_pki::kubeconfig_yaml(url, pki.ca_cert_pem(), &cert, &key, user).map_err(pki_err)
+}
+
+/// Writes the embedded agent's kubeconfig (`system:node:<node>` in `system:nodes`) into the data
+/// dir; returns its path.
+pub(crate) fn write_agent_kubeconfig(
+    pki: &corten_pki::ClusterPki,
+    data_dir: &Path,
+    url: &str,
+    node_name: &str,
+) -> Result<PathBuf> {
+    let path = data_dir.join(AGENT_KUBECONFIG);
+    let user = format!("system:node:{node_name}");
+    let pki_err = |source| Error::Pki { path: pki.dir().to_path_buf(), source };
+    let (cert, key) =
+        pki.issue_client_cert(&user, &["system:nodes"], COMPONENT_CERT_VALIDITY).map_err(pki_err)?;
+    corten_pki::write_kubeconfig(&path, url, pki.ca_cert_pem(), &cert, &key, &user)
+        .map_err(|source| Error::Kubeconfig { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// Starts the controllers and the scheduler under leader election; they stop when `shutdown` fires.
+pub(crate) async fn start_control_loops(
+    pki: &corten_pki::ClusterPki,
+    url: &str,
+    identity: &str,
+    shutdown: &CancellationToken,
+) -> Result<JoinSet<()>> {
+    let mut loops = JoinSet::new();
+
+    let client = component_client(pki, url, "system:kube-controller-manager", &[]).await?;
+    let config =
+        corten_controllers::Config { root_ca_pem: pki.ca_cert_pem().to_string(), ..Default::default() };
+    let (id, token) = (identity.to_string(), shutdown.clone());
+    loops.spawn(async move {
+        let lease_client = client.clone();
+        let elected = corten_controllers::leader::run_as_leader(
+            lease_client,
+            "kube-controller-manager",
+            &id,
+            token,
+            |lead| {
+                let (client, config) = (client.clone(), config.clone());
+                async move {
+                    if let Err(e) = corten_controllers::run(client, config, lead).await {
+                        warn!(error = %e, "the controllers stopped");
+                    }
+                }
+            },
+        )
+        .await;
+        if let Err(e) = elected {
+            warn!(error = %e, "leader election of the controllers failed");
+        }
+    });
+
+    let client = component_client(pki, url, "system:kube-scheduler", &[]).await?;
+    let (id, token) = (identity.to_string(), shutdown.clone());
+    loops.spawn(async move {
+        let lease_client = client.clone();
+        let elected =
+            corten_controllers::leader::run_as_leader(lease_client, "kube-scheduler", &id, token, |lead| {
+                let client = client.clone();
+                async move {
+                    if let Err(e) =
+                        corten_scheduler::run(client, corten_scheduler::Config::default(), lead).await
+                    {
+                        warn!(error = %e, "the scheduler stopped");
+                    }
+                }
+            })
+            .await;
+        if let Err(e) = elected {
+            warn!(error = %e, "leader election of the scheduler failed");
+        }
+    });
+    info!(identity, "controllers and scheduler started (leader-elected)");
+    Ok(loops)
+}
