@@ -37,10 +37,36 @@ pub fn prepare_create(info: &ResourceInfo, mut obj: Value) -> Result<Value> {
         }
     }
     defaults::apply(info, &mut obj);
+    if info.group.is_empty() && info.kind == "Pod" {
+        default_toleration_seconds(&mut obj);
+    }
     if has_generation(&obj) {
         metadata_mut(&mut obj).insert("generation".into(), json!(1));
     }
     Ok(obj)
+}
+
+/// The `DefaultTolerationSeconds` admission plugin: a new pod that does not tolerate the
+/// `not-ready` or `unreachable` NoExecute taint tolerates it for 300 s.
+fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if tolerations.is_null() {
+        *tolerations = json!([]);
+    }
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let tolerated = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k.is_empty() || k == key) && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
+            );
+        }
+    }
 }
 
 /// Prepares an update of `current` to `desired`: keeps server-owned metadata, keeps the half of

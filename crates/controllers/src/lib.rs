@@ -11,15 +11,20 @@ mod error;
 pub mod leader;
 
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod discovery;
 mod endpoints;
 mod gc;
+mod history;
 mod job;
 mod namespace;
+mod nodelifecycle;
+mod podgc;
 mod pods;
 mod replicaset;
 mod serviceaccount;
+mod statefulset;
 
 pub use clock::Clock;
 pub use error::{Error, Result};
@@ -77,6 +82,10 @@ pub const CONTROLLERS: &[&str] = &[
     "endpoints",
     "job",
     "cronjob",
+    "daemonset",
+    "statefulset",
+    "nodelifecycle",
+    "podgc",
 ];
 
 /// Runs every controller until `shutdown` fires.
@@ -119,6 +128,10 @@ pub async fn run_only_with_clock(
             "endpoints" => supervise(&mut set, &ctx, "endpoints", endpoints::run),
             "job" => supervise(&mut set, &ctx, "job", job::run),
             "cronjob" => supervise(&mut set, &ctx, "cronjob", cronjob::run),
+            "daemonset" => supervise(&mut set, &ctx, "daemonset", daemonset::run),
+            "statefulset" => supervise(&mut set, &ctx, "statefulset", statefulset::run),
+            "nodelifecycle" => supervise(&mut set, &ctx, "nodelifecycle", nodelifecycle::run),
+            "podgc" => supervise(&mut set, &ctx, "podgc", podgc::run),
             other => return Err(Error::Invalid(format!("no controller named {other:?}"))),
         }
     }
