@@ -9,14 +9,12 @@ pub(crate) mod util;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{future, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
-use tracing::warn;
 
 use crate::pods::{self, controller_of};
 use crate::{Ctx, Result};
@@ -36,22 +34,15 @@ pub(crate) async fn run(ctx: Ctx) -> Result<()> {
     let reporter = Reporter { controller: "deployment-controller".into(), instance: None };
     let recorder = Recorder::new(ctx.client.clone(), reporter);
     let shutdown = ctx.shutdown.clone();
-    controller
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            reconcile,
-            |_, e, _| Action::requeue(pods::retry_delay(e, RETRY)),
-            Arc::new(State { client: ctx.client.clone(), recorder }),
-        )
-        .for_each(|outcome| {
-            match outcome {
-                // Triggered for a deployment that is already gone: nothing to do.
-                Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => warn!(error = %e, "deployment sync failed"),
-            }
-            future::ready(())
-        })
-        .await;
+    pods::drive(
+        controller,
+        reconcile,
+        Arc::new(State { client: ctx.client.clone(), recorder }),
+        RETRY,
+        shutdown,
+        "deployment",
+    )
+    .await;
     Ok(())
 }
 

@@ -253,6 +253,38 @@ pub(crate) fn retry_delay(e: &Error, otherwise: std::time::Duration) -> std::tim
     }
 }
 
+/// Runs `controller` until `shutdown`: `reconcile` each object with `state`; a failed sync is
+/// retried after `retry` (sooner after a conflict) and logged as a warning naming `what`.
+/// Triggers for objects that are already gone are routine and not logged.
+pub(crate) async fn drive<K, S, F, Fut>(
+    controller: kube::runtime::Controller<K>,
+    reconcile: F,
+    state: std::sync::Arc<S>,
+    retry: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    what: &'static str,
+) where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Debug + Eq + std::hash::Hash + Clone + Unpin,
+    S: Send + Sync + 'static,
+    F: FnMut(std::sync::Arc<K>, std::sync::Arc<S>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action>> + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::controller::{Action, Error as ControllerError};
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, move |_, e, _| Action::requeue(retry_delay(e, retry)), state)
+        .for_each(|outcome| {
+            match outcome {
+                Ok(_) | Err(ControllerError::ObjectNotFound(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "{what} sync failed"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

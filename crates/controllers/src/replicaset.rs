@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{future, StreamExt};
+use futures::future;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
@@ -28,7 +28,7 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use self::expectations::Expectations;
 use crate::error::api;
@@ -178,18 +178,7 @@ async fn run_kind<K: Replicated>(ctx: Ctx) -> Result<()> {
     let recorder = Recorder::new(ctx.client.clone(), reporter);
     let state = Arc::new(State { client: ctx.client.clone(), recorder, pods: pod_store, expectations });
     let shutdown = ctx.shutdown.clone();
-    controller
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile::<K>, |_, e, _| Action::requeue(pods::retry_delay(e, RETRY)), state)
-        .for_each(|outcome| {
-            match outcome {
-                // A pod event woke the owner of a replica set that is already gone.
-                Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => warn!(kind = K::kind(&()).as_ref(), error = %e, "replica sync failed"),
-            }
-            future::ready(())
-        })
-        .await;
+    pods::drive(controller, reconcile::<K>, state, RETRY, shutdown, K::CONTROLLER).await;
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! The job and cronjob controllers against the in-process API server, on a manual clock. Pods
 //! are faked: their phase and exit codes are patched into their status as a kubelet would.
 
-use std::collections::BTreeSet;
-use std::future::Future;
-use std::time::Duration;
+mod common;
 
-use anyhow::{bail, Result};
-use corten_apiserver::testing::TestCluster;
-use corten_controllers::Clock;
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use common::{eventually, Harness};
+use corten_controllers::{Clock, Config};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
@@ -15,38 +15,6 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns `Ok(value)`; fails after [`DEADLINE`] with what was expected
-/// and the last thing seen.
-async fn eventually<T, F, Fut>(expected: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let seen = match check().await? {
-            Ok(v) => return Ok(v),
-            Err(seen) => seen,
-        };
-        if start.elapsed() > DEADLINE {
-            bail!("expected {expected}, saw {seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn start(controllers: &'static [&'static str], clock: Clock) -> Result<TestCluster> {
-    let cluster = TestCluster::start().await?;
-    let (client, shutdown) = (cluster.client.clone(), cluster.shutdown());
-    tokio::spawn(async move {
-        corten_controllers::run_only_with_clock(client, Default::default(), controllers, clock, shutdown)
-            .await
-    });
-    Ok(cluster)
-}
 
 async fn create_job(client: &Client, name: &str, spec: serde_json::Value) -> Result<Job> {
     let mut full = json!({"template": {"spec": {"containers": [{"name": "main", "image": "busybox"}], "restartPolicy": "Never"}}});
@@ -120,8 +88,8 @@ async fn wait_running(client: &Client, job: &str, count: usize) -> Result<Vec<Po
 
 #[tokio::test]
 async fn a_job_completes_after_its_completions_with_parallelism_respected() -> Result<()> {
-    let cluster = start(&["job"], Clock::system()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), Clock::system()).await?;
+    let client = cluster.client();
     let job = create_job(&client, "work", json!({"completions": 3, "parallelism": 2})).await?;
     for done in 0..3 {
         let want = if done == 2 { 1 } else { 2 };
@@ -163,8 +131,8 @@ async fn a_job_completes_after_its_completions_with_parallelism_respected() -> R
 #[tokio::test]
 async fn exceeding_the_backoff_limit_fails_the_job_after_a_backoff() -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["job"], clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_job(&client, "flaky", json!({"backoffLimit": 1})).await?;
     let pods = wait_running(&client, "flaky", 1).await?;
     finish(&client, &pods[0].name_any(), 1).await?;
@@ -188,8 +156,8 @@ async fn exceeding_the_backoff_limit_fails_the_job_after_a_backoff() -> Result<(
 
 #[tokio::test]
 async fn a_fail_job_rule_fails_the_job_on_its_exit_code() -> Result<()> {
-    let cluster = start(&["job"], Clock::system()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), Clock::system()).await?;
+    let client = cluster.client();
     let policy = json!({"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}}]});
     create_job(&client, "strict", json!({"backoffLimit": 6, "podFailurePolicy": policy})).await?;
     let pods = wait_running(&client, "strict", 1).await?;
@@ -201,8 +169,8 @@ async fn a_fail_job_rule_fails_the_job_on_its_exit_code() -> Result<()> {
 
 #[tokio::test]
 async fn an_indexed_job_runs_each_index_once_and_records_them() -> Result<()> {
-    let cluster = start(&["job"], Clock::system()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), Clock::system()).await?;
+    let client = cluster.client();
     create_job(&client, "idx", json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3}))
         .await?;
     let pods = wait_running(&client, "idx", 3).await?;
@@ -226,8 +194,8 @@ async fn an_indexed_job_runs_each_index_once_and_records_them() -> Result<()> {
 
 #[tokio::test]
 async fn suspending_a_job_stops_its_pods_and_resuming_starts_them_again() -> Result<()> {
-    let cluster = start(&["job"], Clock::system()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), Clock::system()).await?;
+    let client = cluster.client();
     create_job(&client, "pausable", json!({"completions": 4, "parallelism": 2})).await?;
     wait_running(&client, "pausable", 2).await?;
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
@@ -258,8 +226,8 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_them_again() -> Res
 #[tokio::test]
 async fn a_job_running_past_its_active_deadline_fails_and_stops_its_pods() -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["job"], clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_job(&client, "slow", json!({"activeDeadlineSeconds": 30})).await?;
     wait_running(&client, "slow", 1).await?;
     clock.advance(SignedDuration::from_secs(31));
@@ -271,8 +239,8 @@ async fn a_job_running_past_its_active_deadline_fails_and_stops_its_pods() -> Re
 #[tokio::test]
 async fn a_finished_job_is_deleted_when_its_ttl_runs_out() -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["job"], clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["job"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_job(&client, "brief", json!({"ttlSecondsAfterFinished": 60})).await?;
     let pods = wait_running(&client, "brief", 1).await?;
     finish(&client, &pods[0].name_any(), 0).await?;
@@ -330,8 +298,8 @@ async fn cronjobs_start_jobs_on_schedule_under_each_concurrency_policy() -> Resu
     let now = Timestamp::now();
     let base = Timestamp::from_second(now.as_second().div_euclid(60) * 60 + 60)?;
     let clock = Clock::manual(now);
-    let cluster = start(&["cronjob"], clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["cronjob"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     let cronjobs: Api<CronJob> = Api::default_namespaced(client.clone());
     for (name, policy) in [("allow", "Allow"), ("forbid", "Forbid"), ("replace", "Replace")] {
         cronjobs.create(&PostParams::default(), &cronjob(name, policy)?).await?;

@@ -2,15 +2,17 @@
 //! garbage collector (background, foreground, orphan), the default service account and root CA
 //! publishers, and leader election.
 
-use std::future::Future;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use common::{eventually, Harness, DEADLINE};
 use corten_apiserver::testing::TestCluster;
 use corten_controllers::leader::LeaderElector;
-use corten_controllers::Config;
+use corten_controllers::{Clock, Config};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -26,66 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 const CA: &str = "-----BEGIN CERTIFICATE-----\ntest-ca\n-----END CERTIFICATE-----\n";
 
-/// How long an eventual state may take.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A test cluster with the named controllers running.
-struct Harness {
-    cluster: TestCluster,
-    _controllers: JoinHandle<()>,
-}
-
-impl Harness {
-    async fn start(names: &'static [&'static str]) -> Result<Harness> {
-        logs();
-        let cluster = TestCluster::start().await.context("starting the test cluster")?;
-        let config = Config { root_ca_pem: CA.into(), ..Config::default() };
-        let (client, shutdown) = (cluster.client.clone(), cluster.shutdown());
-        let controllers = tokio::spawn(async move {
-            if let Err(e) = corten_controllers::run_only(client, config, names, shutdown).await {
-                panic!("controllers failed: {e}");
-            }
-        });
-        Ok(Harness { cluster, _controllers: controllers })
-    }
-
-    fn client(&self) -> Client {
-        self.cluster.client.clone()
-    }
-
-    fn api<K>(&self, ns: &str) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as Resource>::DynamicType: Default,
-    {
-        Api::namespaced(self.client(), ns)
-    }
-}
-
-/// Shows the controllers' logs of a failing test (`RUST_LOG=corten_controllers=debug`).
-fn logs() {
-    let filter = tracing_subscriber::EnvFilter::from_default_env();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-}
-
-/// Polls `check` until it yields a value; fails after [`DEADLINE`] with what was expected and
-/// the last thing seen.
-async fn eventually<T, F, Fut>(expected: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let seen = match check().await? {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if tokio::time::Instant::now() > deadline {
-            bail!("expected {expected} within {DEADLINE:?}; last saw {seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A harness running `names` with the test root CA.
+async fn harness(names: &'static [&'static str]) -> Result<Harness> {
+    let config = Config { root_ca_pem: CA.into(), ..Config::default() };
+    Harness::start_with(names, config, Clock::system()).await
 }
 
 /// Waits until `name` no longer exists in `api`.
@@ -173,7 +119,7 @@ fn remove_finalizers() -> Patch<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_namespace_removes_its_configmaps_secrets_pods_and_deployments() -> Result<()> {
-    let h = Harness::start(&["namespace"]).await?;
+    let h = harness(&["namespace"]).await?;
     namespace(&h.client(), "doomed").await?;
     let pp = PostParams::default();
     h.api::<ConfigMap>("doomed").create(&pp, &configmap("settings", &[], &[])?).await?;
@@ -203,7 +149,7 @@ fn names<K: Resource>(items: &[K]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_namespace_waits_for_finalizers_and_says_what_remains() -> Result<()> {
-    let h = Harness::start(&["namespace"]).await?;
+    let h = harness(&["namespace"]).await?;
     namespace(&h.client(), "held").await?;
     let maps = h.api::<ConfigMap>("held");
     maps.create(&PostParams::default(), &configmap("kept", &[], &["example.com/hold"])?).await?;
@@ -260,7 +206,7 @@ async fn a_terminating_namespace_waits_for_finalizers_and_says_what_remains() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_deletion_deletes_dependents_after_the_owner() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let (deploys, sets, pods) =
         (h.api::<Deployment>("default"), h.api::<ReplicaSet>("default"), h.api::<Pod>("default"));
     let pp = PostParams::default();
@@ -277,7 +223,7 @@ async fn background_deletion_deletes_dependents_after_the_owner() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependent_keeps_living_owners_and_loses_only_the_reference_to_a_deleted_one() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let maps = h.api::<ConfigMap>("default");
     let pp = PostParams::default();
     let first = maps.create(&pp, &configmap("first", &[], &[])?).await?;
@@ -302,7 +248,7 @@ async fn a_dependent_keeps_living_owners_and_loses_only_the_reference_to_a_delet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_whose_owner_never_existed_is_collected() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let maps = h.api::<ConfigMap>("default");
     let phantom = OwnerReference {
         api_version: "v1".into(),
@@ -317,7 +263,7 @@ async fn an_object_whose_owner_never_existed_is_collected() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_with_the_same_name_but_another_uid_does_not_keep_a_dependent() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let maps = h.api::<ConfigMap>("default");
     let pp = PostParams::default();
     let old = maps.create(&pp, &configmap("owner", &[], &[])?).await?;
@@ -332,7 +278,7 @@ async fn an_owner_with_the_same_name_but_another_uid_does_not_keep_a_dependent()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespaced_dependent_of_a_cluster_scoped_owner_goes_with_it() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let roles: Api<ClusterRole> = Api::all(h.client());
     let role =
         roles.create(&PostParams::default(), &from_json(json!({"metadata": {"name": "viewer"}}))?).await?;
@@ -344,7 +290,7 @@ async fn a_namespaced_dependent_of_a_cluster_scoped_owner_goes_with_it() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreground_deletion_deletes_dependents_before_the_owner() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let (deploys, sets, pods) =
         (h.api::<Deployment>("default"), h.api::<ReplicaSet>("default"), h.api::<Pod>("default"));
     let pp = PostParams::default();
@@ -381,7 +327,7 @@ async fn foreground_deletion_deletes_dependents_before_the_owner() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_deletion_keeps_dependents_and_removes_their_owner_references() -> Result<()> {
-    let h = Harness::start(&["garbage-collector"]).await?;
+    let h = harness(&["garbage-collector"]).await?;
     let (deploys, sets, maps) =
         (h.api::<Deployment>("default"), h.api::<ReplicaSet>("default"), h.api::<ConfigMap>("default"));
     let pp = PostParams::default();
@@ -411,7 +357,7 @@ async fn orphan_deletion_keeps_dependents_and_removes_their_owner_references() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_namespace_gets_a_default_service_account_that_comes_back_after_deletion() -> Result<()> {
-    let h = Harness::start(&["serviceaccount"]).await?;
+    let h = harness(&["serviceaccount"]).await?;
     namespace(&h.client(), "fresh").await?;
     for ns in ["fresh", "default", "kube-system"] {
         let accounts = h.api::<ServiceAccount>(ns);
@@ -434,7 +380,7 @@ async fn every_namespace_gets_a_default_service_account_that_comes_back_after_de
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_root_ca_configmap_is_published_and_restored_when_deleted_or_changed() -> Result<()> {
-    let h = Harness::start(&["serviceaccount"]).await?;
+    let h = harness(&["serviceaccount"]).await?;
     namespace(&h.client(), "fresh").await?;
     let maps = h.api::<ConfigMap>("fresh");
     let published = || async {

@@ -2,10 +2,12 @@
 //! server, on a manual clock. Nodes and kubelets are faked: a Node with a Lease in
 //! `kube-node-lease`, its status and its pods' status patched as a kubelet would.
 
-use std::future::Future;
+mod common;
+
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use common::{eventually, Harness};
 use corten_apiserver::testing::TestCluster;
 use corten_controllers::{Clock, Config};
 use jiff::{SignedDuration, Timestamp};
@@ -16,39 +18,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-const DEADLINE: Duration = Duration::from_secs(20);
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// A NoExecute taint of the test's own.
 const BROKEN: &str = "example.com/broken";
-
-/// Polls `check` until it returns `Ok(value)`; fails after [`DEADLINE`] with what was expected
-/// and the last thing seen.
-async fn eventually<T, F, Fut>(expected: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let seen = match check().await? {
-            Ok(v) => return Ok(v),
-            Err(seen) => seen,
-        };
-        if start.elapsed() > DEADLINE {
-            bail!("expected {expected}, saw {seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn start(controllers: &'static [&'static str], config: Config, clock: Clock) -> Result<TestCluster> {
-    let cluster = TestCluster::start().await?;
-    let (client, shutdown) = (cluster.client.clone(), cluster.shutdown());
-    tokio::spawn(async move {
-        corten_controllers::run_only_with_clock(client, config, controllers, clock, shutdown).await
-    });
-    Ok(cluster)
-}
 
 /// Registers node `name` as a kubelet would: the Node, a Ready status and its Lease, at `now`.
 async fn create_node(client: &Client, name: &str, now: Timestamp) -> Result<()> {
@@ -154,8 +126,8 @@ async fn wait_evicted(client: &Client, name: &str) -> Result<()> {
 async fn a_node_whose_kubelet_goes_silent_becomes_unknown_and_unreachable_until_it_posts_again() -> Result<()>
 {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["nodelifecycle"], Config::default(), clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["nodelifecycle"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_node(&client, "n1", clock.now()).await?;
     let forever = json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]);
     create_pod(&client, "web", "n1", forever).await?;
@@ -207,8 +179,8 @@ async fn a_node_whose_kubelet_goes_silent_becomes_unknown_and_unreachable_until_
 async fn pods_on_a_node_with_a_no_execute_taint_are_evicted_now_or_after_their_toleration_seconds(
 ) -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["nodelifecycle"], Config::default(), clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["nodelifecycle"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_node(&client, "n1", clock.now()).await?;
     create_pod(&client, "intolerant", "n1", json!([])).await?;
     // Tolerates the taint for an hour, and the node's going silent while the clock moves for ever.
@@ -249,8 +221,8 @@ async fn pods_on_a_node_with_a_no_execute_taint_are_evicted_now_or_after_their_t
 #[tokio::test]
 async fn an_unschedulable_node_is_tainted_unschedulable_until_it_is_schedulable_again() -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
-    let cluster = start(&["nodelifecycle"], Config::default(), clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["nodelifecycle"], Config::default(), clock.clone()).await?;
+    let client = cluster.client();
     create_node(&client, "n1", clock.now()).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let key = "node.kubernetes.io/unschedulable";
@@ -279,8 +251,8 @@ async fn an_unschedulable_node_is_tainted_unschedulable_until_it_is_schedulable_
 async fn pods_bound_to_a_deleted_node_are_deleted_after_the_quarantine() -> Result<()> {
     let clock = Clock::manual(Timestamp::now());
     let config = Config { terminated_pod_gc_threshold: Some(1), ..Config::default() };
-    let cluster = start(&["podgc"], config, clock.clone()).await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start_with(&["podgc"], config, clock.clone()).await?;
+    let client = cluster.client();
     create_node(&client, "gone", clock.now()).await?;
     create_node(&client, "kept", clock.now()).await?;
     create_pod(&client, "orphan", "gone", json!([])).await?;

@@ -2,47 +2,15 @@
 //! Endpoints and EndpointSlices of their pods; selector-less Services get their user's
 //! Endpoints mirrored. Pods are faked: their status (IP, Ready) is patched as a kubelet would.
 
-use std::future::Future;
-use std::time::Duration;
+mod common;
 
-use anyhow::{bail, Result};
-use corten_apiserver::testing::TestCluster;
+use anyhow::Result;
+use common::{eventually, Harness};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns `Ok(value)`; fails after [`DEADLINE`] with what was expected
-/// and the last thing seen.
-async fn eventually<T, F, Fut>(expected: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let seen = match check().await? {
-            Ok(v) => return Ok(v),
-            Err(seen) => seen,
-        };
-        if start.elapsed() > DEADLINE {
-            bail!("expected {expected}, saw {seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn start() -> Result<TestCluster> {
-    let cluster = TestCluster::start().await?;
-    let (client, shutdown) = (cluster.client.clone(), cluster.shutdown());
-    tokio::spawn(async move {
-        corten_controllers::run_only(client, Default::default(), &["endpoints"], shutdown).await
-    });
-    Ok(cluster)
-}
 
 async fn create_service(client: &Client, spec: serde_json::Value) -> Result<Service> {
     let name = spec["name"].as_str().unwrap_or("web").to_string();
@@ -104,8 +72,8 @@ fn endpoint_ips(ep: &Endpoints) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn slices_list_ready_pods_and_follow_their_readiness() -> Result<()> {
-    let cluster = start().await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start(&["endpoints"]).await?;
+    let client = cluster.client();
     let svc = create_service(
         &client,
         json!({"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}),
@@ -193,8 +161,8 @@ async fn slices_list_ready_pods_and_follow_their_readiness() -> Result<()> {
 
 #[tokio::test]
 async fn a_service_without_pods_gets_an_empty_placeholder_slice() -> Result<()> {
-    let cluster = start().await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start(&["endpoints"]).await?;
+    let client = cluster.client();
     create_service(
         &client,
         json!({"name": "lonely", "selector": {"app": "nobody"}, "ports": [{"port": 80}]}),
@@ -211,8 +179,8 @@ async fn a_service_without_pods_gets_an_empty_placeholder_slice() -> Result<()> 
 
 #[tokio::test]
 async fn headless_services_publish_not_ready_pods_when_asked() -> Result<()> {
-    let cluster = start().await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start(&["endpoints"]).await?;
+    let client = cluster.client();
     create_service(
         &client,
         json!({"name": "peers", "clusterIP": "None", "publishNotReadyAddresses": true, "selector": {"app": "web"}}),
@@ -242,8 +210,8 @@ async fn headless_services_publish_not_ready_pods_when_asked() -> Result<()> {
 
 #[tokio::test]
 async fn user_endpoints_of_selectorless_services_are_mirrored_and_kubernetes_is_left_alone() -> Result<()> {
-    let cluster = start().await?;
-    let client = cluster.client.clone();
+    let cluster = Harness::start(&["endpoints"]).await?;
+    let client = cluster.client();
     create_service(&client, json!({"name": "external", "ports": [{"name": "db", "port": 5432}]})).await?;
     let endpoints: Api<Endpoints> = Api::default_namespaced(client.clone());
     let ep: Endpoints = serde_json::from_value(json!({

@@ -2,113 +2,20 @@
 //! nodes and no kubelet: tests create Node objects, and a fake kubelet in this file marks pods
 //! Running and Ready through the status subresource.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use anyhow::{bail, Result};
-use corten_apiserver::testing::TestCluster;
-use corten_controllers::Config;
-use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::Result;
+use common::{eventually, is_ready, Harness};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{reflector, watcher};
-use kube::{Api, Client, ResourceExt};
-use parking_lot::Mutex;
+use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A cluster with the set controllers running; they stop when it is dropped.
-struct Harness {
-    cluster: TestCluster,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
 
 impl Harness {
-    async fn start() -> Result<Harness> {
-        let cluster = TestCluster::start().await?;
-        let (client, token) = (cluster.client.clone(), cluster.shutdown());
-        let names = ["daemonset", "statefulset"];
-        let controllers = tokio::spawn(async move {
-            if let Err(e) = corten_controllers::run_only(client, Config::default(), &names, token).await {
-                panic!("controllers failed: {e}");
-            }
-        });
-        Ok(Harness { cluster, tasks: vec![controllers] })
-    }
-
-    fn client(&self) -> Client {
-        self.cluster.client.clone()
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client(), "default")
-    }
-
-    /// Starts a fake kubelet that marks pods for which `ready` holds Running and Ready, one pod
-    /// per tick.
-    fn kubelet(&mut self, ready: impl Fn(&Pod) -> bool + Send + 'static) {
-        let api = self.pods();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(list) = api.list(&ListParams::default()).await {
-                    let next = list
-                        .items
-                        .into_iter()
-                        .find(|p| p.metadata.deletion_timestamp.is_none() && !is_ready(p) && ready(p));
-                    if let Some(p) = next {
-                        let status = json!({"status": {
-                            "phase": "Running",
-                            "podIP": "10.0.0.1",
-                            "conditions": [{"type": "Ready", "status": "True",
-                                            "lastTransitionTime": jiff::Timestamp::now().to_string()}],
-                        }});
-                        let _ = api
-                            .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(status))
-                            .await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        }));
-    }
-
-    /// Watches the pods and calls `check` with all of them after every change; what it returns
-    /// as errors is collected.
-    fn observe_pods(&mut self, check: impl Fn(&[Arc<Pod>]) -> Option<String> + Send + 'static) -> Violations {
-        let violations = Violations::default();
-        let seen = violations.clone();
-        let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(self.pods(), watcher::Config::default()));
-        self.tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            let mut synced = false;
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(watcher::Event::InitDone) => synced = true,
-                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) if synced => {}
-                    _ => continue,
-                }
-                if let Some(v) = check(&reader.state()) {
-                    seen.0.lock().push(v);
-                }
-            }
-        }));
-        violations
-    }
-
     async fn node(&self, name: &str, labels: Value, taints: Value) -> Result<()> {
         let node: Node = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Node",
@@ -118,24 +25,6 @@ impl Harness {
         Api::<Node>::all(self.client()).create(&PostParams::default(), &node).await?;
         Ok(())
     }
-}
-
-#[derive(Clone, Default)]
-struct Violations(Arc<Mutex<Vec<String>>>);
-
-impl Violations {
-    fn assert_none(&self) -> Result<()> {
-        let v = self.0.lock();
-        if !v.is_empty() {
-            bail!("{} violations, first: {}", v.len(), v[0]);
-        }
-        Ok(())
-    }
-}
-
-fn is_ready(p: &Pod) -> bool {
-    let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conds.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn image(p: &Pod) -> String {
@@ -162,26 +51,6 @@ fn pinned_node(p: &Pod) -> String {
         .find(|r| r.key == "metadata.name" && r.operator == "In")
         .and_then(|r| r.values.as_ref()?.first().cloned())
         .unwrap_or_default()
-}
-
-/// Polls `check` until it returns `Ok(Ok(_))`, failing after [`DEADLINE`] with what was
-/// expected and the last thing seen.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let last = match check().await? {
-            Ok(v) => return Ok(v),
-            Err(seen) => seen,
-        };
-        if start.elapsed() > DEADLINE {
-            bail!("expected {what} within {DEADLINE:?}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn live_pods(api: &Api<Pod>, app: &str) -> Result<Vec<Pod>> {
@@ -218,7 +87,7 @@ fn daemon_set(name: &str, image: &str, node_selector: Value, strategy: Value) ->
 
 #[tokio::test]
 async fn a_daemon_set_runs_one_pod_on_each_eligible_node_and_follows_node_changes() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.node("ssd-1", json!({"disk": "ssd"}), json!([])).await?;
     h.node(
         "ssd-tainted",
@@ -311,7 +180,7 @@ async fn a_daemon_set_runs_one_pod_on_each_eligible_node_and_follows_node_change
 
 #[tokio::test]
 async fn a_rolling_update_replaces_daemon_pods_within_max_unavailable() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     let nodes = ["n1", "n2", "n3", "n4"];
     for n in nodes {
         h.node(n, json!({}), json!([])).await?;
@@ -424,7 +293,7 @@ fn ordered_ready(set: &'static str) -> impl Fn(&[Arc<Pod>]) -> Option<String> + 
 
 #[tokio::test]
 async fn a_stateful_set_creates_pods_one_at_a_time_in_order_with_stable_identities() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     let violations = h.observe_pods(ordered_ready("web"));
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
     sets.create(&PostParams::default(), &stateful_set("web", 3, "nginx:1", json!({}))?).await?;
@@ -475,7 +344,7 @@ async fn a_stateful_set_creates_pods_one_at_a_time_in_order_with_stable_identiti
 
 #[tokio::test]
 async fn scaling_a_stateful_set_down_deletes_the_highest_ordinals_first_and_keeps_claims() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.kubelet(|_| true);
     let violations = h.observe_pods(ordered_ready("db"));
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
@@ -497,7 +366,7 @@ async fn scaling_a_stateful_set_down_deletes_the_highest_ordinals_first_and_keep
 
 #[tokio::test]
 async fn claims_follow_the_retention_policy_when_scaled_and_when_deleted() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.kubelet(|_| true);
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
     let policy =
@@ -528,7 +397,7 @@ async fn claims_follow_the_retention_policy_when_scaled_and_when_deleted() -> Re
 
 #[tokio::test]
 async fn a_parallel_stateful_set_creates_all_pods_without_waiting_for_readiness() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["daemonset", "statefulset"]).await?;
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
     let parallel = json!({"podManagementPolicy": "Parallel"});
     sets.create(&PostParams::default(), &stateful_set("cache", 3, "redis:7", parallel)?).await?;
@@ -542,7 +411,7 @@ async fn a_parallel_stateful_set_creates_all_pods_without_waiting_for_readiness(
 
 #[tokio::test]
 async fn a_rolling_update_with_a_partition_updates_from_the_highest_ordinal_down_to_it() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.kubelet(|_| true);
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
     let strategy = json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}});
@@ -597,7 +466,7 @@ async fn a_rolling_update_with_a_partition_updates_from_the_highest_ordinal_down
 
 #[tokio::test]
 async fn a_surge_rollout_starts_the_new_daemon_pod_before_deleting_the_old_one() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     let nodes = ["n1", "n2", "n3"];
     for n in nodes {
         h.node(n, json!({}), json!([])).await?;
@@ -641,7 +510,7 @@ async fn a_surge_rollout_starts_the_new_daemon_pod_before_deleting_the_old_one()
 
 #[tokio::test]
 async fn on_delete_daemon_sets_update_a_pod_only_when_it_is_deleted() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     for n in ["n1", "n2"] {
         h.node(n, json!({}), json!([])).await?;
     }
@@ -681,7 +550,7 @@ async fn on_delete_daemon_sets_update_a_pod_only_when_it_is_deleted() -> Result<
 
 #[tokio::test]
 async fn on_delete_stateful_sets_recreate_a_deleted_pod_at_the_update_revision() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.kubelet(|_| true);
     let sets = Api::<StatefulSet>::namespaced(h.client(), "default");
     let strategy = json!({"updateStrategy": {"type": "OnDelete"}});
@@ -709,7 +578,7 @@ async fn on_delete_stateful_sets_recreate_a_deleted_pod_at_the_update_revision()
 
 #[tokio::test]
 async fn a_stateful_set_adopts_an_orphan_pod_with_its_name_instead_of_replacing_it() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["daemonset", "statefulset"]).await?;
     h.kubelet(|_| true);
     let orphan: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",

@@ -2,144 +2,28 @@
 //! in-process API server. There is no kubelet: a fake one in this file marks pods Running and
 //! Ready through the status subresource, and watchers observe the pods while rollouts run.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use anyhow::{bail, Context, Result};
-use corten_apiserver::testing::TestCluster;
-use corten_controllers::Config;
-use futures::StreamExt;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use common::{eventually, is_ready, Harness};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A cluster with the workload controllers running; they stop when it is dropped.
-struct Harness {
-    cluster: TestCluster,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
 
 impl Harness {
-    async fn start() -> Result<Harness> {
-        let cluster = TestCluster::start().await?;
-        let (client, token) = (cluster.client.clone(), cluster.shutdown());
-        let names = ["replicaset", "replicationcontroller", "deployment"];
-        let controllers = tokio::spawn(async move {
-            if let Err(e) = corten_controllers::run_only(client, Config::default(), &names, token).await {
-                panic!("controllers failed: {e}");
-            }
-        });
-        Ok(Harness { cluster, tasks: vec![controllers] })
-    }
-
-    fn client(&self) -> Client {
-        self.cluster.client.clone()
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client(), "default")
-    }
-
     fn replica_sets(&self) -> Api<ReplicaSet> {
-        Api::namespaced(self.client(), "default")
+        self.api("default")
     }
 
     fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client(), "default")
+        self.api("default")
     }
-
-    /// Starts a fake kubelet that marks pods for which `ready` holds Running and Ready, one pod
-    /// per tick, so rollouts advance step by step.
-    fn kubelet(&mut self, ready: impl Fn(&Pod) -> bool + Send + 'static) -> usize {
-        let api = self.pods();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(list) = api.list(&ListParams::default()).await {
-                    let next = list
-                        .items
-                        .into_iter()
-                        .find(|p| p.metadata.deletion_timestamp.is_none() && !is_ready(p) && ready(p));
-                    if let Some(p) = next {
-                        let status = json!({"status": {
-                            "phase": "Running",
-                            "podIP": "10.0.0.1",
-                            "conditions": [{"type": "Ready", "status": "True",
-                                            "lastTransitionTime": jiff::Timestamp::now().to_string()}],
-                        }});
-                        let _ = api
-                            .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(status))
-                            .await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        }));
-        self.tasks.len() - 1
-    }
-
-    fn stop(&mut self, task: usize) {
-        self.tasks[task].abort();
-    }
-
-    /// Watches the pods and calls `check` with all of them after every change; what it returns
-    /// as errors is collected.
-    fn observe_pods(&mut self, check: impl Fn(&[Arc<Pod>]) -> Option<String> + Send + 'static) -> Violations {
-        let violations = Violations::default();
-        let seen = violations.clone();
-        let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(self.pods(), watcher::Config::default()));
-        self.tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            let mut synced = false;
-            while let Some(event) = stream.next().await {
-                // Check complete states only: after the initial list, then after every change.
-                match event {
-                    Ok(watcher::Event::InitDone) => synced = true,
-                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) if synced => {}
-                    _ => continue,
-                }
-                if let Some(v) = check(&reader.state()) {
-                    seen.0.lock().push(v);
-                }
-            }
-        }));
-        violations
-    }
-}
-
-#[derive(Clone, Default)]
-struct Violations(Arc<Mutex<Vec<String>>>);
-
-impl Violations {
-    fn assert_none(&self) -> Result<()> {
-        let v = self.0.lock();
-        if !v.is_empty() {
-            bail!("{} violations, first: {}", v.len(), v[0]);
-        }
-        Ok(())
-    }
-}
-
-fn is_ready(p: &Pod) -> bool {
-    let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conds.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn image(p: &Pod) -> String {
@@ -148,26 +32,6 @@ fn image(p: &Pod) -> String {
 
 fn alive(pods: &[Arc<Pod>]) -> Vec<&Pod> {
     pods.iter().map(AsRef::as_ref).filter(|p| p.metadata.deletion_timestamp.is_none()).collect()
-}
-
-/// Polls `check` until it returns `Ok(Some(_))`, failing after [`DEADLINE`] with what was
-/// expected and the last thing seen.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let last = match check().await? {
-            Ok(v) => return Ok(v),
-            Err(seen) => seen,
-        };
-        if start.elapsed() > DEADLINE {
-            bail!("expected {what} within {DEADLINE:?}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn template(app: &str, image: &str) -> Value {
@@ -279,7 +143,7 @@ async fn rolled_out(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<
 
 #[tokio::test]
 async fn a_replica_set_creates_and_deletes_pods_to_match_replicas_and_never_over_creates() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     let most = Arc::new(Mutex::new(0usize));
     let seen = most.clone();
     let violations = h.observe_pods(move |pods| {
@@ -348,7 +212,7 @@ async fn a_replica_set_creates_and_deletes_pods_to_match_replicas_and_never_over
 
 #[tokio::test]
 async fn a_replica_set_adopts_matching_orphans_and_releases_pods_that_stop_matching() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     let orphan: Pod = serde_json::from_value(json!({
         "metadata": {"name": "orphan", "labels": {"app": "web"}},
         "spec": {"containers": [{"name": "main", "image": "nginx:1"}]}
@@ -384,7 +248,7 @@ async fn a_replica_set_adopts_matching_orphans_and_releases_pods_that_stop_match
 
 #[tokio::test]
 async fn replica_set_status_counts_ready_and_available_pods_after_min_ready_seconds() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let mut rs = replica_set("web", "web", 2)?;
     if let Some(s) = rs.spec.as_mut() {
@@ -410,7 +274,7 @@ async fn replica_set_status_counts_ready_and_available_pods_after_min_ready_seco
 
 #[tokio::test]
 async fn a_replication_controller_keeps_its_replicas() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     let rc: ReplicationController = serde_json::from_value(json!({
         "metadata": {"name": "legacy"},
         "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": template("legacy", "nginx:1")}
@@ -430,7 +294,7 @@ async fn a_replication_controller_keeps_its_replicas() -> Result<()> {
 
 #[tokio::test]
 async fn pod_create_failures_show_as_replica_failure_until_they_stop() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     // A replication controller whose pods the API server rejects (no containers).
     let rc: ReplicationController = serde_json::from_value(json!({
         "metadata": {"name": "broken"},
@@ -463,7 +327,7 @@ async fn pod_create_failures_show_as_replica_failure_until_they_stop() -> Result
 
 #[tokio::test]
 async fn a_deployment_creates_a_replica_set_by_pod_template_hash_and_reports_its_status() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let mut d = deployment("web", 3, "nginx:1", rolling(json!(1), json!(0)))?;
     d.metadata.annotations = Some([("kubernetes.io/change-cause".to_string(), "first".to_string())].into());
@@ -501,7 +365,7 @@ async fn a_deployment_creates_a_replica_set_by_pod_template_hash_and_reports_its
 
 #[tokio::test]
 async fn a_rolling_update_never_exceeds_max_surge_or_max_unavailable() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     // 4 replicas, maxSurge 25% (1, rounded up), maxUnavailable 1: between 3 ready and 5 pods.
     let d = deployment("web", 4, "nginx:1", rolling(json!("25%"), json!(1)))?;
@@ -536,7 +400,7 @@ async fn a_rolling_update_never_exceeds_max_surge_or_max_unavailable() -> Result
 
 #[tokio::test]
 async fn recreate_deletes_every_old_pod_before_creating_new_ones() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let d = deployment("web", 3, "nginx:1", json!({"type": "Recreate"}))?;
     h.deployments().create(&PostParams::default(), &d).await?;
@@ -560,7 +424,7 @@ async fn recreate_deletes_every_old_pod_before_creating_new_ones() -> Result<()>
 
 #[tokio::test]
 async fn rolling_back_reuses_the_old_replica_set_with_a_new_revision() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let d = deployment("web", 2, "nginx:1", rolling(json!(1), json!(0)))?;
     h.deployments().create(&PostParams::default(), &d).await?;
@@ -607,7 +471,7 @@ async fn rolling_back_reuses_the_old_replica_set_with_a_new_revision() -> Result
 
 #[tokio::test]
 async fn a_restart_rolls_out_new_pods_for_the_same_image() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let d = deployment("web", 2, "nginx:1", rolling(json!("25%"), json!("25%")))?;
     h.deployments().create(&PostParams::default(), &d).await?;
@@ -631,7 +495,7 @@ async fn a_restart_rolls_out_new_pods_for_the_same_image() -> Result<()> {
 
 #[tokio::test]
 async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let mut d = deployment("web", 1, "nginx:1", rolling(json!(1), json!(0)))?;
     if let Some(s) = d.spec.as_mut() {
@@ -664,7 +528,7 @@ async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() -> Res
 
 #[tokio::test]
 async fn a_paused_deployment_scales_but_does_not_roll_out_until_resumed() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     h.kubelet(|_| true);
     let d = deployment("web", 2, "nginx:1", rolling(json!(1), json!(0)))?;
     h.deployments().create(&PostParams::default(), &d).await?;
@@ -697,7 +561,7 @@ async fn a_paused_deployment_scales_but_does_not_roll_out_until_resumed() -> Res
 
 #[tokio::test]
 async fn a_stuck_rollout_exceeds_its_progress_deadline_and_is_unavailable() -> Result<()> {
-    let h = Harness::start().await?;
+    let h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     let mut d = deployment("web", 2, "nginx:1", rolling(json!(1), json!(0)))?;
     if let Some(s) = d.spec.as_mut() {
         s.progress_deadline_seconds = Some(1);
@@ -721,7 +585,7 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline_and_is_unavailable() -> R
 
 #[tokio::test]
 async fn scaling_during_a_rollout_grows_replica_sets_in_proportion() -> Result<()> {
-    let mut h = Harness::start().await?;
+    let mut h = Harness::start(&["replicaset", "replicationcontroller", "deployment"]).await?;
     let kubelet = h.kubelet(|p| image(p) == "nginx:1");
     let d = deployment("web", 10, "nginx:1", rolling(json!(3), json!(2)))?;
     h.deployments().create(&PostParams::default(), &d).await?;

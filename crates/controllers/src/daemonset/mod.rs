@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{future, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
@@ -19,7 +18,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::deployment::util::scaled_value;
 use crate::error::api;
@@ -49,17 +47,7 @@ pub(crate) async fn run(ctx: Ctx) -> Result<()> {
     let reporter = Reporter { controller: "daemonset-controller".into(), instance: None };
     let state = Arc::new(State { client: client.clone(), recorder: Recorder::new(client, reporter) });
     let shutdown = ctx.shutdown.clone();
-    controller
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, |_, e, _| Action::requeue(pods::retry_delay(e, RETRY)), state)
-        .for_each(|outcome| {
-            match outcome {
-                Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => warn!(error = %e, "daemon set sync failed"),
-            }
-            future::ready(())
-        })
-        .await;
+    pods::drive(controller, reconcile, state, RETRY, shutdown, "daemon set").await;
     Ok(())
 }
 

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{future, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -19,7 +18,6 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tracing::warn;
 
 use crate::error::api;
 use crate::history;
@@ -42,17 +40,7 @@ pub(crate) async fn run(ctx: Ctx) -> Result<()> {
     let reporter = Reporter { controller: "statefulset-controller".into(), instance: None };
     let state = Arc::new(State { client: client.clone(), recorder: Recorder::new(client, reporter) });
     let shutdown = ctx.shutdown.clone();
-    controller
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, |_, e, _| Action::requeue(pods::retry_delay(e, RETRY)), state)
-        .for_each(|outcome| {
-            match outcome {
-                Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => warn!(error = %e, "stateful set sync failed"),
-            }
-            future::ready(())
-        })
-        .await;
+    pods::drive(controller, reconcile, state, RETRY, shutdown, "stateful set").await;
     Ok(())
 }
 
