@@ -55,14 +55,17 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets --features "$(TEST_FEATURES)" -- -D warnings
 
-# The store bench runs etcd 3.4 side by side (Debian's etcd-server). BENCH_ARGS go to the bench
-# binary, e.g. `make bench BENCH_ARGS="--backends corten,etcd --scenarios put"` (see `-- --help`).
+# The store bench runs etcd 3.4 side by side (Debian's etcd-server). BENCH_ARGS go to the store
+# bench, e.g. `make bench BENCH_ARGS="--backends corten,etcd --scenarios put"` (see `-- --help`);
+# API_BENCH_ARGS to the API bench (the release binary over HTTPS), e.g. `--objects 2000`.
 bench: os-deps
 	@command -v etcd >/dev/null || { \
 	  sudo=(); if (( EUID != 0 )); then sudo=(sudo -n); fi; \
 	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  "$${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends etcd-server; }
 	$(CARGO) bench -p corten-store-raft --bench store -- $(BENCH_ARGS)
+	$(CARGO) build --release -p corten
+	CORTEN_BIN="$(CARGO_TARGET_DIR)/release/corten" $(CARGO) bench -p corten-tests --bench api -- $(API_BENCH_ARGS)
 
 # The air-gap images, built offline and deterministically (see images/build.py).
 images: OS_PACKAGES += $(IMAGE_PACKAGES)

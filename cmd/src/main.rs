@@ -66,6 +66,9 @@ struct NodeArgs {
     /// The IPv4 range of this node's pods.
     #[arg(long, env = "CORTEN_POD_CIDR", default_value = "10.42.0.0/24")]
     pod_cidr: String,
+    /// The port of the kubelet's HTTPS API (logs, exec, attach, port-forward).
+    #[arg(long, env = "CORTEN_KUBELET_PORT", default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 #[tokio::main]
@@ -98,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
                 node_name,
                 container_runtime_endpoint: args.node.container_runtime_endpoint,
                 pod_cidr: args.node.pod_cidr,
+                kubelet_port: args.node.kubelet_port,
             };
             // Either failing stops both; the server is the one whose error is reported first.
             let (served, ran) = tokio::join!(

@@ -78,6 +78,8 @@ impl Server {
     /// `node_name` with pods in `pod_cidr`, the air-gap images of `CORTEN_IMAGES_DIR` (built by
     /// `make images`) copied into `<data-dir>/agent/images` first. Needs root and Debian's
     /// containerd, runc and CNI plugins (`make test` installs them); missing ones fail the test.
+    /// Every node test uses `10.42.0.0/24`: the host's one CNI bridge keeps the first pod CIDR it
+    /// was given and refuses sandboxes of any other.
     pub fn start_node(data_dir: &Path, node_name: &str, pod_cidr: &str) -> anyhow::Result<Server> {
         let images = images_dir()?;
         let target = data_dir.join("agent/images");
@@ -90,7 +92,13 @@ impl Server {
                     .with_context(|| format!("copying {}", path.display()))?;
             }
         }
-        Self::start_with(data_dir, free_loopback_addr()?, &["--node-name", node_name, "--pod-cidr", pod_cidr])
+        // A free kubelet port, so that parallel node tests do not collide on 10250.
+        let kubelet_port = free_loopback_addr()?.port().to_string();
+        Self::start_with(
+            data_dir,
+            free_loopback_addr()?,
+            &["--node-name", node_name, "--pod-cidr", pod_cidr, "--kubelet-port", &kubelet_port],
+        )
     }
 
     /// The CRI socket of the containerd a node server runs ([`Server::start_node`]).
@@ -129,6 +137,11 @@ impl Server {
             }
         });
         Ok(Server { child, data_dir: data_dir.to_path_buf(), addr, logs, log_reader })
+    }
+
+    /// The server's process id (`None` once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Where the API is served.
@@ -333,4 +346,42 @@ pub async fn ctr_containers(socket: &Path) -> anyhow::Result<Vec<String>> {
 /// The first `name` on PATH.
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+/// Polls `check` every half second until it returns `Ok(value)`, failing after `deadline` with
+/// the last thing it saw (the inner `Err`).
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let last = match check().await? {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() >= end {
+            bail!("{what} did not happen within {deadline:?}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some(value)`, failing after 20 s.
+pub async fn until_some<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= end {
+            bail!("{what} did not happen within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use corten_tests::{Kubectl, Server};
+use corten_tests::{until_some, Kubectl, Server};
 
 const APP: &str = r#"
 apiVersion: apps/v1
@@ -50,22 +50,6 @@ metadata:
 stringData:
   password: s3cret
 "#;
-
-/// Polls `check` until it returns `Some`, at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let end = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        ensure!(tokio::time::Instant::now() < end, "{what} did not appear within 20 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn server() -> anyhow::Result<(tempfile::TempDir, Server)> {
     let data = tempfile::tempdir()?;
@@ -302,7 +286,7 @@ async fn delete_cascade_modes_and_wait_for_delete() -> anyhow::Result<()> {
 
     // Orphan deletion: the garbage collector removes the deployment's ownerReference from its
     // ReplicaSet, then lets the deployment go; the ReplicaSet stays.
-    let rs = eventually("the web ReplicaSet", || async {
+    let rs = until_some("the web ReplicaSet", || async {
         let name = k.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"]).await?;
         Ok((!name.trim().is_empty()).then(|| name.trim().to_string()))
     })
@@ -425,5 +409,77 @@ async fn typed_create_commands_send_protobuf_and_get_the_objects_they_meant() ->
     ensure!(get(&["get", "pdb", "pdb", "-o", "jsonpath={.spec.maxUnavailable}"]).await? == "50%");
     ensure!(k.ok(&["create", "quota", "q", "--hard=cpu=1,pods=2"]).await?.contains("created"));
     ensure!(get(&["get", "quota", "q", "-o", "jsonpath={.spec.hard}"]).await? == r#"{"cpu":"1","pods":"2"}"#);
+    Ok(())
+}
+
+#[tokio::test]
+async fn auth_can_i_and_impersonation_follow_rbac() -> anyhow::Result<()> {
+    let (_data, server) = server().await?;
+    let k = server.kubectl("")?;
+    ensure!(k.ok(&["auth", "can-i", "create", "pods"]).await?.trim() == "yes");
+    let sa = "system:serviceaccount:default:default";
+    let out = k.run(&["auth", "can-i", "list", "secrets", &format!("--as={sa}")]).await?;
+    ensure!(out.code == Some(1) && out.stdout.trim() == "no", "{out:?}");
+    let out = k.run(&["get", "pods", "--as=jane"]).await?;
+    ensure!(
+        !out.ok()
+            && out.stderr.contains(
+                r#"Error from server (Forbidden): pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#
+            ),
+        "{out:?}"
+    );
+    // A binding to the aggregated `view` role lets jane read pods, not secrets.
+    k.ok(&["create", "rolebinding", "jane-view", "--clusterrole=view", "--user=jane"]).await?;
+    until_some("jane's view grant", || async {
+        Ok(k.run(&["get", "pods", "--as=jane"]).await?.ok().then_some(()))
+    })
+    .await?;
+    let out = k.run(&["auth", "can-i", "get", "secrets", "--as=jane"]).await?;
+    ensure!(out.code == Some(1) && out.stdout.trim() == "no", "{out:?}");
+    let list = k.ok(&["auth", "can-i", "--list", "--as=jane"]).await?;
+    ensure!(
+        list.contains("pods") && list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "{list}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn create_token_prints_a_token_that_authenticates_as_the_service_account() -> anyhow::Result<()> {
+    let (data, server) = server().await?;
+    let k = server.kubectl("")?;
+    // The service account controller creates `default` shortly after start.
+    let token = until_some("kubectl create token default", || async {
+        let out = k.run(&["create", "token", "default"]).await?;
+        Ok(out.ok().then(|| out.stdout.trim().to_string()))
+    })
+    .await?;
+    ensure!(token.split('.').count() == 3, "not a JWT: {token}");
+    let view = |path: &'static str| {
+        let k = k.clone();
+        async move { k.ok(&["config", "view", "--raw", "--minify", "-o", &format!("jsonpath={{{path}}}")]).await }
+    };
+    let (url, ca) = (
+        view(".clusters[0].cluster.server").await?,
+        view(".clusters[0].cluster.certificate-authority-data").await?,
+    );
+    // A kubeconfig with only the token: no client certificate that would win over it.
+    let path = data.path().join("token.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context:\n    cluster: c\n    user: sa\ncurrent-context: sa\n"
+        ),
+    )?;
+    let whoami = Kubectl::new("", &path)?.ok(&["auth", "whoami"]).await?;
+    ensure!(
+        whoami.contains("system:serviceaccount:default:default")
+            && whoami.contains("system:serviceaccounts:default"),
+        "{whoami}"
+    );
+    let out = k.run(&["create", "token", "default", "--duration=5m"]).await?;
+    ensure!(!out.ok() && out.stderr.contains("may not specify a duration less than 10 minutes"), "{out:?}");
+    let out = k.run(&["create", "token", "nobody"]).await?;
+    ensure!(!out.ok() && out.stderr.contains("serviceaccounts \"nobody\" not found"), "{out:?}");
     Ok(())
 }

@@ -5,31 +5,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
-use corten_tests::{ctr_containers, Kubectl, Server};
+use anyhow::{ensure, Context};
+use corten_tests::{ctr_containers, eventually, Kubectl, Server};
 
 /// How long pods may take to start (containerd's first sandbox includes image unpacking).
 const POD_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Polls `check` every half second until it returns `Some`, failing after `deadline` with the
-/// last thing it saw.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        let last = match check().await? {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if tokio::time::Instant::now() >= end {
-            bail!("{what} did not happen within {deadline:?}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// Pods of `selector` as `name phase podIP ready` lines.
 async fn pods(k: &Kubectl, selector: &str) -> anyhow::Result<Vec<(String, String, String, String)>> {

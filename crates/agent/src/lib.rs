@@ -34,7 +34,15 @@ pub struct AgentConfig {
     pub container_runtime_endpoint: Option<String>,
     /// This node's pod network.
     pub pod_cidr: String,
+    /// The port of the kubelet's HTTPS API (logs, exec, attach, port-forward), on every
+    /// interface; served when `<data-dir>/agent/tls` holds `kubelet.crt`, `kubelet.key` and
+    /// `ca.crt`.
+    pub kubelet_port: u16,
 }
+
+/// Where the kubelet's serving certificate, key and client CA live, under the data dir (the
+/// server writes them for its embedded agent).
+pub const KUBELET_TLS_DIR: &str = "agent/tls";
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +64,14 @@ pub enum Error {
     /// The kubelet failed.
     #[error("the kubelet failed")]
     Kubelet(#[source] corten_kubelet::Error),
+    /// A file of the kubelet's serving certificate cannot be read.
+    #[error("reading the kubelet serving certificate {}", path.display())]
+    KubeletTls {
+        /// The file.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -69,6 +85,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     let kubelet = corten_kubelet::Config {
         pod_cidr: cfg.pod_cidr.clone(),
         pod_log_dir: cfg.data_dir.join("agent/pod-logs"),
+        server: kubelet_server(&cfg.data_dir.join(KUBELET_TLS_DIR), cfg.kubelet_port)?,
         ..corten_kubelet::Config::new(&cfg.node_name, cfg.data_dir.join("agent/kubelet"))
     };
     let containerd = ContainerdConfig::new(&cfg.data_dir);
@@ -92,6 +109,25 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<()> {
         containerd.stopped().await;
     }
     ran.map_err(Error::Kubelet)
+}
+
+/// The kubelet's HTTPS API settings from the certificate files in `dir`; `None` (with a
+/// warning: no logs, exec or port-forward on this node) when there are none.
+fn kubelet_server(dir: &Path, port: u16) -> Result<Option<corten_kubelet::ServerSettings>> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| Error::KubeletTls { path, source })
+    };
+    if !dir.join("kubelet.crt").is_file() {
+        warn!(dir = %dir.display(), "no kubelet serving certificate: logs, exec, attach and port-forward are not served on this node");
+        return Ok(None);
+    }
+    Ok(Some(corten_kubelet::ServerSettings {
+        address: std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+        cert_pem: read("kubelet.crt")?,
+        key_pem: read("kubelet.key")?,
+        client_ca_pem: read("ca.crt")?,
+    }))
 }
 
 /// A client from the kubeconfig at `path`, waiting for the file to appear (the server writes it

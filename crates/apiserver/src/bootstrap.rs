@@ -1,5 +1,5 @@
 //! What every cluster has from its first start: the system namespaces, the `kubernetes`
-//! Service on the first service IP and the system PriorityClasses. Created through the same
+//! Service on the first service IP, the system PriorityClasses and the bootstrap RBAC policy. Created through the same
 //! path as any client's create, and idempotent, so every server start may run it.
 
 use corten_store::Store;
@@ -73,6 +73,7 @@ pub(crate) async fn ensure_defaults<S: Store>(shared: &Shared<S>) -> Result<()> 
         });
         create_if_missing(shared, "scheduling.k8s.io", "priorityclasses", None, class).await?;
     }
+    crate::authz::policy::ensure(shared).await?;
     tracing::debug!(namespaces = ?SYSTEM_NAMESPACES, service_ip = %ip, "cluster defaults present");
     Ok(())
 }

@@ -105,6 +105,7 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             pod_template(obj, "/spec/jobTemplate/spec/template");
         }
         ("", "Service") => service(obj),
+        ("", "LimitRange") => crate::limits::default_limit_range(obj),
         ("", "Namespace") => {
             default(obj, "spec", json!({}));
             if let Some(spec) = at(obj, "/spec") {

@@ -18,7 +18,27 @@ fn subresource_shape(info: &ResourceInfo, sub: &str) -> (Value, &'static [&'stat
             (json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}), &["get", "patch", "update"])
         }
         "binding" => (json!({"group": "", "version": "v1", "kind": "Binding"}), &["create"]),
+        "eviction" => (json!({"group": "policy", "version": "v1", "kind": "Eviction"}), &["create"]),
         "finalize" => (same, &["update"]),
+        "token" => {
+            (json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}), &["create"])
+        }
+        "log" => (same, &["get"]),
+        "exec" | "attach" | "portforward" => {
+            let kind = match sub {
+                "exec" => "PodExecOptions",
+                "attach" => "PodAttachOptions",
+                _ => "PodPortForwardOptions",
+            };
+            (json!({"group": "", "version": "v1", "kind": kind}), &["create", "get"])
+        }
+        "proxy" => {
+            let kind = if info.kind == "Node" { "NodeProxyOptions" } else { "PodProxyOptions" };
+            (
+                json!({"group": "", "version": "v1", "kind": kind}),
+                &["create", "delete", "get", "patch", "update"],
+            )
+        }
         _ => (same, &["get", "patch", "update"]),
     }
 }

@@ -78,7 +78,7 @@ pub enum ApiError {
     /// `FieldManagerConflict` naming the owner and the field.
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
-    #[error("{}", invalid_message(kind, name, causes))]
+    #[error("{}", invalid_message(group, kind, name, causes))]
     Invalid { group: String, kind: String, name: String, causes: Vec<Cause> },
     #[error("{0}")]
     BadRequest(String),
@@ -86,6 +86,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 about a resource (`pods "web" is forbidden: ...`), with its details.
+    #[error("{message}")]
+    ForbiddenResource { group: String, resource: String, name: String, message: String },
     #[error("the server could not find the requested resource")]
     UnknownPath,
     #[error("the server does not allow this method on the requested resource")]
@@ -104,11 +107,21 @@ pub enum ApiError {
     TooLargeResourceVersion { requested: u64, current: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// 429: the request may succeed later (an eviction a disruption budget refuses now); each
+    /// cause is `(reason, message)`, and a non-zero `retry_after` becomes `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<(&'static str, String)>, retry_after: u32 },
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// A failure that is not an API status (reason `Unknown`, code 500), such as a kubelet that
+    /// cannot be reached: kube-apiserver renders those with the bare error text.
+    #[error("{0}")]
+    Unknown(String),
 }
 
-fn invalid_message(kind: &str, name: &str, causes: &[Cause]) -> String {
+/// kube-apiserver's `NewInvalid` message; the kind is group-qualified (`Deployment.apps`).
+fn invalid_message(group: &str, kind: &str, name: &str, causes: &[Cause]) -> String {
+    let kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
     let list: Vec<String> = causes
         .iter()
         .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
@@ -161,6 +174,23 @@ impl ApiError {
         )
     }
 
+    /// Upstream `NewForbidden`: `deployments.apps "web" is forbidden: <err>`, `forbidden: <err>`
+    /// without a resource.
+    pub fn forbidden(group: &str, resource: &str, name: &str, err: impl std::fmt::Display) -> Self {
+        let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        let message = match (resource.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {err}"),
+            (false, true) => format!("{qualified} is forbidden: {err}"),
+            (false, false) => format!("{qualified} {name:?} is forbidden: {err}"),
+        };
+        ApiError::ForbiddenResource {
+            group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+            message,
+        }
+    }
+
     pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
         ApiError::Invalid { group: info.group.into(), kind: info.kind.into(), name: name.into(), causes }
     }
@@ -174,7 +204,9 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Forbidden(_) | ApiError::ForbiddenResource { .. } => {
+                (StatusCode::FORBIDDEN, "Forbidden")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
@@ -183,7 +215,9 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             ApiError::TooLargeResourceVersion { .. } => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            ApiError::Unknown(_) => (StatusCode::INTERNAL_SERVER_ERROR, ""),
         }
     }
 
@@ -212,6 +246,16 @@ impl ApiError {
                     .collect();
                 Some(details(name, group, kind, causes))
             }
+            ApiError::ForbiddenResource { group, resource, name, .. } => {
+                // Empty fields are left out, as `omitempty` does.
+                let fields = [("name", name), ("group", group), ("kind", resource)];
+                let d: serde_json::Map<String, Value> = fields
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                Some(Value::Object(d))
+            }
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes
                     .iter()
@@ -223,10 +267,30 @@ impl ApiError {
                 "retryAfterSeconds": 1,
             })),
             ApiError::Unavailable(_) => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::TooManyRequests { causes, retry_after, .. } => {
+                let mut d = json!({});
+                if !causes.is_empty() {
+                    let causes: Vec<Value> = causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect();
+                    d["causes"] = Value::Array(causes);
+                }
+                if *retry_after > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after);
+                }
+                Some(d)
+            }
             _ => None,
         };
         if let Some(d) = details {
             status["details"] = d;
+        }
+        if reason.is_empty() {
+            // `StatusReasonUnknown` is the empty string, left out like any empty field.
+            if let Some(obj) = status.as_object_mut() {
+                obj.remove("reason");
+            }
         }
         status
     }
@@ -273,6 +337,11 @@ impl IntoResponse for ApiError {
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if matches!(self, ApiError::Unavailable(_) | ApiError::TooLargeResourceVersion { .. }) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            if *retry_after > 0 {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
         }
         resp
     }

@@ -5,44 +5,51 @@
 //! type once (group, version, kind, plural, scope, short names, subresources), and everything
 //! else — routing, discovery, OpenAPI, tables, selectors, watch, patch — is derived from it and
 //! works on JSON objects. Type-specific behaviour is small and looked up by kind: defaults,
-//! validation, service address allocation, pod priority admission, table columns, and the
-//! conversion of a resource that shares another's storage (`events.k8s.io` Events).
+//! validation, service address allocation, pod priority, LimitRanger and ResourceQuota admission,
+//! table columns, and the conversion of a resource that shares another's storage
+//! (`events.k8s.io` Events).
 //!
 //! Authentication happens before the router: the TLS layer ([`serve`]) puts the verified client
 //! certificate's [`Identity`] into the request extensions; bearer tokens are checked by the
-//! [`TokenAuthenticator`] given in [`ApiConfig`]. RBAC is not enforced yet: every authenticated
-//! user may do everything.
+//! [`TokenAuthenticator`] given in [`ApiConfig`]. Every request is then authorized by RBAC
+//! (`authz`), after `Impersonate-*` headers are applied.
 //!
 //! This crate must not depend on RocksDB, openraft or any store implementation, nor on the
 //! scheduler, controllers or kubelet.
 
 mod admission;
 mod alloc;
+mod authz;
 pub mod bootstrap;
 mod codec;
 mod convert;
 mod defaults;
 mod discovery;
 mod error;
+mod limits;
 mod meta;
 mod metrics;
 mod objects;
 mod openapi;
 mod patch;
 mod priority;
+mod quota;
 pub mod registry;
 mod request;
 mod rest;
 mod schema;
 mod selectors;
 pub mod serve;
+mod serviceaccount;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
 mod validation;
 
 pub use alloc::ServiceCidr;
 pub use error::{ApiError, Result};
+pub use tokens::{BoundObject, IssueError, ServiceAccountClaims, TokenAuthentication, TokenIssuer};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,8 +96,10 @@ impl Identity {
 
 /// Verifies bearer tokens (service-account JWTs).
 pub trait TokenAuthenticator: Send + Sync + 'static {
-    /// The identity a valid token stands for; `None` for an invalid or expired token.
-    fn authenticate(&self, token: &str) -> Option<Identity>;
+    /// What a valid token stands for; `None` for an invalid or expired token. A
+    /// service-account token returns its claims too: the API server accepts it only while its
+    /// service account and bound objects still exist with the token's uids.
+    fn authenticate(&self, token: &str) -> Option<TokenAuthentication>;
 }
 
 /// Settings of the API server.
@@ -104,8 +113,14 @@ pub struct ApiConfig {
     pub min_request_timeout: Duration,
     /// Verifies bearer tokens; `None` rejects every token.
     pub tokens: Option<Arc<dyn TokenAuthenticator>>,
+    /// Signs the tokens of `serviceaccounts/<name>/token`; `None`: that subresource is not served.
+    pub token_issuer: Option<Arc<dyn TokenIssuer>>,
     /// The store's readiness for `/readyz` (`Err` says why not); `None`: ready when it answers.
     pub ready: Option<ReadyCheck>,
+    /// The API server's TLS client towards kubelets (its client certificate, trusting the
+    /// cluster CA) for `pods/log`, `exec`, `attach`, `portforward` and `nodes/proxy`; `None`:
+    /// those answer 503.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A readiness check: `Ok(())` or the reason it fails.
@@ -118,7 +133,9 @@ impl std::fmt::Debug for ApiConfig {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("min_request_timeout", &self.min_request_timeout)
             .field("tokens", &self.tokens.is_some())
+            .field("token_issuer", &self.token_issuer.is_some())
             .field("ready", &self.ready.is_some())
+            .field("kubelet_tls", &self.kubelet_tls.is_some())
             .finish()
     }
 }
@@ -130,7 +147,9 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             min_request_timeout: Duration::from_secs(1800),
             tokens: None,
+            token_issuer: None,
             ready: None,
+            kubelet_tls: None,
         }
     }
 }
@@ -151,6 +170,7 @@ pub struct Shared<S> {
     shutdown: CancellationToken,
     openapi: openapi::Documents,
     metrics: metrics::Metrics,
+    authz: authz::Authorizer,
 }
 
 impl<S> std::fmt::Debug for Shared<S> {
@@ -159,9 +179,18 @@ impl<S> std::fmt::Debug for Shared<S> {
     }
 }
 
-impl<S> Shared<S> {
-    fn authenticate_token(&self, token: &str) -> Option<Identity> {
-        self.config.tokens.as_ref()?.authenticate(token)
+impl<S: Store> Shared<S> {
+    /// The user a bearer token stands for; a service-account token only while its service
+    /// account and bound objects are still there ([`tokens::check_bound`]).
+    async fn authenticate_token(&self, token: &str) -> Option<Identity> {
+        let auth = self.config.tokens.as_ref()?.authenticate(token)?;
+        if let Some(claims) = &auth.service_account {
+            if let Err(why) = tokens::check_bound(self, claims).await {
+                tracing::debug!(user = %auth.identity.user, reason = %why, "service-account token refused");
+                return None;
+            }
+        }
+        Some(auth.identity)
     }
 }
 
@@ -188,7 +217,12 @@ impl<S: Store> ApiServer<S> {
         let registry = Registry::builtin();
         let openapi = openapi::Documents::new(&registry);
         let metrics = metrics::Metrics::default();
-        ApiServer { shared: Arc::new(Shared { store, registry, config, shutdown, openapi, metrics }) }
+        let authz = authz::Authorizer::default();
+        let shared = Arc::new(Shared { store, registry, config, shutdown, openapi, metrics, authz });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            authz::Authorizer::start(&shared);
+        }
+        ApiServer { shared }
     }
 
     /// Creates what a new cluster has: the system namespaces, the `kubernetes` Service and the
@@ -209,22 +243,33 @@ impl<S: Store> ApiServer<S> {
             .route("/openapi/v3/{*path}", get(openapi::v3::<S>))
             .route("/metrics", get(metrics::serve::<S>))
             .fallback(api::<S>)
+            .layer(axum::middleware::from_fn_with_state(self.shared.clone(), authz::middleware::<S>))
             .layer(axum::middleware::from_fn_with_state(self.shared.clone(), metrics::track::<S>))
             .with_state(self.shared.clone())
     }
 }
 
-/// The identity of a request: from its verified client certificate or bearer token.
-fn authenticate<S>(shared: &Shared<S>, req: &Request) -> Result<Identity> {
-    if let Some(id) = req.extensions().get::<Identity>() {
-        return Ok(id.clone());
-    }
+/// The identity of a request: from its verified client certificate or bearer token. What the
+/// request says is read before the returned future runs, so the future does not borrow the
+/// (not `Sync`) request.
+fn authenticate<'a, S: Store>(
+    shared: &'a Shared<S>,
+    req: &Request,
+) -> impl std::future::Future<Output = Result<Identity>> + Send + 'a {
+    let known = req.extensions().get::<Identity>().cloned();
     let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth.and_then(|a| a.strip_prefix("Bearer ")) {
-        Some(token) => shared
-            .authenticate_token(token.trim())
-            .ok_or_else(|| ApiError::Unauthorized("Unauthorized".into())),
-        None => Err(ApiError::Unauthorized("Unauthorized".into())),
+    let token = auth.and_then(|a| a.strip_prefix("Bearer ")).map(|t| t.trim().to_string());
+    async move {
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        match token {
+            Some(token) => shared
+                .authenticate_token(&token)
+                .await
+                .ok_or_else(|| ApiError::Unauthorized("Unauthorized".into())),
+            None => Err(ApiError::Unauthorized("Unauthorized".into())),
+        }
     }
 }
 
@@ -283,13 +328,17 @@ async fn api<S: Store>(State(shared): State<Arc<Shared<S>>>, req: Request) -> Re
 
 async fn api_inner<S: Store>(shared: &Shared<S>, req: Request) -> Result<Response> {
     let kind = parse_path(req.uri().path()).ok_or(ApiError::UnknownPath)?;
-    let identity = authenticate(shared, &req)?;
+    let identity = authenticate(shared, &req).await?;
     let headers: HeaderMap = req.headers().clone();
     match kind {
         PathKind::Root { core } => Ok(discovery::root(&shared.registry, core, &headers)),
         PathKind::Group(g) => discovery::group(&shared.registry, &g, &headers),
         PathKind::GroupVersion { group, version } => {
             discovery::group_version(&shared.registry, &group, &version, &headers)
+        }
+        // Streams and upgrades: the body is not read here and the upgrade extension stays.
+        PathKind::Resource(target) if rest::connect::handles(&target) => {
+            rest::connect::serve(shared, target, req).await
         }
         PathKind::Resource(target) => {
             let query = Query::parse(req.uri().query())?;

@@ -55,7 +55,7 @@ pub(crate) async fn track<S: Store>(
 }
 
 pub(crate) async fn serve<S: Store>(State(shared): State<Arc<Shared<S>>>, req: Request) -> Response {
-    if let Err(e) = authenticate(&shared, &req) {
+    if let Err(e) = authenticate(&shared, &req).await {
         return e.into_response();
     }
     let mut out = String::new();

@@ -81,18 +81,18 @@ fn json_bytes(bytes: Bytes) -> Response {
 }
 
 pub(crate) async fn v2<S: Store>(State(shared): State<Arc<Shared<S>>>, req: Request) -> Response {
-    let run = || -> Result<Response> {
-        authenticate(&shared, &req)?;
-        Ok(json_bytes(shared.openapi.v2()?))
-    };
+    if let Err(e) = authenticate(&shared, &req).await {
+        return e.into_response();
+    }
+    let run = || -> Result<Response> { Ok(json_bytes(shared.openapi.v2()?)) };
     run().unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(crate) async fn v3_index<S: Store>(State(shared): State<Arc<Shared<S>>>, req: Request) -> Response {
-    let run = || -> Result<Response> {
-        authenticate(&shared, &req)?;
-        Ok(json_bytes(shared.openapi.index()?))
-    };
+    if let Err(e) = authenticate(&shared, &req).await {
+        return e.into_response();
+    }
+    let run = || -> Result<Response> { Ok(json_bytes(shared.openapi.index()?)) };
     run().unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -101,8 +101,10 @@ pub(crate) async fn v3<S: Store>(
     Path(path): Path<String>,
     req: Request,
 ) -> Response {
+    if let Err(e) = authenticate(&shared, &req).await {
+        return e.into_response();
+    }
     let run = || -> Result<Response> {
-        authenticate(&shared, &req)?;
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, version) = match parts.as_slice() {
             ["api", v] => ("", *v),

@@ -18,6 +18,8 @@ pub struct Target {
     pub subresource: Option<String>,
     /// The deprecated `/watch/` path prefix was used.
     pub watch_path: bool,
+    /// The path after a `proxy` subresource, still percent-encoded: `""`, `"/"` or `"/a/b"`.
+    pub proxy_path: Option<String>,
 }
 
 /// What a path is: a discovery document or a resource request.
@@ -72,20 +74,33 @@ pub fn parse_path(path: &str) -> Option<PathKind> {
             rest = &rest[2..];
         }
     }
-    if rest.is_empty() || rest.iter().any(String::is_empty) {
+    // A proxy subresource takes any further path, passed on as it came.
+    let proxy = rest.len() >= 3 && rest[2] == "proxy";
+    let checked = if proxy { &rest[..3] } else { rest };
+    if rest.is_empty() || checked.iter().any(String::is_empty) {
         return None;
     }
     target.resource = rest[0].clone();
     target.name = rest.get(1).cloned();
     target.subresource = rest.get(2).cloned();
-    if rest.len() > 3 {
-        // Only proxy subresources take a further path; none is served here.
+    if proxy {
+        target.proxy_path = Some(raw_suffix(path, parts.len() - rest.len() + 3));
+    } else if rest.len() > 3 {
         return None;
     }
     if target.resource == "namespaces" && target.name.is_some() {
         target.namespace = None;
     }
     Some(PathKind::Resource(target))
+}
+
+/// The raw path after its first `skip` segments, with a leading `/` (`""` when nothing is left).
+fn raw_suffix(path: &str, skip: usize) -> String {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.get(skip..) {
+        Some(rest) if !rest.is_empty() => format!("/{}", rest.join("/")),
+        _ => String::new(),
+    }
 }
 
 /// The verb of a resource request, as RBAC and audit name it.
@@ -173,6 +188,9 @@ pub struct Query {
     /// fill it in): its product name is the default field manager. `None` for the server's own
     /// writes, which are not recorded in `managedFields`.
     pub user_agent: Option<String>,
+    /// Who sent a client write (the write handlers fill it in), for the escalation checks of
+    /// RBAC objects; `None` for the server's own writes.
+    pub requester: Option<crate::Identity>,
 }
 
 fn flag(v: &str) -> bool {
@@ -201,6 +219,7 @@ impl Default for Query {
             pretty: false,
             include_object: crate::table::Include::Metadata,
             user_agent: None,
+            requester: None,
         }
     }
 }
@@ -325,6 +344,18 @@ mod tests {
             Some(PathKind::GroupVersion { group: String::new(), version: "v1".into() })
         );
         assert_eq!(parse_path("/healthz"), None);
+    }
+
+    #[test]
+    fn proxy_subresources_keep_the_rest_of_the_path_raw() {
+        let t = target("/api/v1/namespaces/default/pods/web:8080/proxy/a%20b//c/");
+        assert_eq!((t.name.as_deref(), t.subresource.as_deref()), (Some("web:8080"), Some("proxy")));
+        assert_eq!(t.proxy_path.as_deref(), Some("/a%20b//c/"));
+        let t = target("/api/v1/nodes/n1/proxy");
+        assert_eq!((t.namespace, t.proxy_path.as_deref()), (None, Some("")));
+        assert_eq!(target("/api/v1/nodes/n1/proxy/").proxy_path.as_deref(), Some("/"));
+        assert_eq!(target("/api/v1/namespaces/default/pods/p/log").proxy_path, None);
+        assert_eq!(parse_path("/api/v1/namespaces/default/pods/p/log/extra"), None);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
                 }
             }
         }
+        ("", "LimitRange") => c.extend(crate::limits::validate_limit_range(obj)),
         _ => {}
     }
     c

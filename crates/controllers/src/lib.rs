@@ -10,10 +10,12 @@ mod clock;
 mod error;
 pub mod leader;
 
+mod clusterroleaggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
 mod discovery;
+mod disruption;
 mod endpoints;
 mod gc;
 mod history;
@@ -23,6 +25,7 @@ mod nodelifecycle;
 mod podgc;
 mod pods;
 mod replicaset;
+mod resourcequota;
 mod serviceaccount;
 mod statefulset;
 
@@ -86,6 +89,9 @@ pub const CONTROLLERS: &[&str] = &[
     "statefulset",
     "nodelifecycle",
     "podgc",
+    "clusterrole-aggregation",
+    "disruption",
+    "resourcequota",
 ];
 
 /// Runs every controller until `shutdown` fires.
@@ -132,6 +138,11 @@ pub async fn run_only_with_clock(
             "statefulset" => supervise(&mut set, &ctx, "statefulset", statefulset::run),
             "nodelifecycle" => supervise(&mut set, &ctx, "nodelifecycle", nodelifecycle::run),
             "podgc" => supervise(&mut set, &ctx, "podgc", podgc::run),
+            "clusterrole-aggregation" => {
+                supervise(&mut set, &ctx, "clusterrole-aggregation", clusterroleaggregation::run)
+            }
+            "disruption" => supervise(&mut set, &ctx, "disruption", disruption::run),
+            "resourcequota" => supervise(&mut set, &ctx, "resourcequota", resourcequota::run),
             other => return Err(Error::Invalid(format!("no controller named {other:?}"))),
         }
     }

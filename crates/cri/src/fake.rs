@@ -68,6 +68,7 @@ struct State {
     exits_on_start: HashMap<String, i32>,
     exec_exit_codes: HashMap<String, i32>,
     sandbox_ips: HashMap<String, String>,
+    streaming_base: String,
     runtime_ready: bool,
     network_ready: bool,
     next_id: u64,
@@ -127,6 +128,7 @@ impl FakeRuntime {
                 exits_on_start: HashMap::new(),
                 exec_exit_codes: HashMap::new(),
                 sandbox_ips: HashMap::new(),
+                streaming_base: "http://127.0.0.1:0".to_string(),
                 runtime_ready: true,
                 network_ready: true,
                 next_id: 1,
@@ -183,6 +185,13 @@ impl FakeRuntime {
     /// `ExecSync` in containers named `name` returns `exit_code` (default 0).
     pub fn set_exec_exit_code(&self, name: &str, exit_code: i32) {
         self.state.lock().exec_exit_codes.insert(name.to_string(), exit_code);
+    }
+
+    /// `Exec`, `Attach` and `PortForward` answer `<base>/exec/<container id>`,
+    /// `<base>/attach/<container id>` and `<base>/portforward/<sandbox id>` (default base
+    /// `http://127.0.0.1:0`, where nothing listens): point it at a test's streaming server.
+    pub fn set_streaming_base(&self, base: &str) {
+        self.state.lock().streaming_base = base.trim_end_matches('/').to_string();
     }
 
     /// The sandbox of the pod named `pod_name` gets `ip` (default: 10.42.0.N in creation order).
@@ -474,18 +483,24 @@ impl Runtime for FakeRuntime {
     }
 
     async fn exec(&self, req: api::ExecRequest) -> Result<String> {
-        self.record(format!("Exec {}", req.container_id));
-        Ok(format!("http://127.0.0.1:0/exec/{}", req.container_id))
+        let mut s = self.state.lock();
+        s.calls.push(format!("Exec {} {}", req.container_id, req.cmd.join(" ")));
+        if s.containers.get(&req.container_id).is_none_or(|c| c.state != ContainerState::ContainerRunning) {
+            return Err(not_found("Exec", &req.container_id));
+        }
+        Ok(format!("{}/exec/{}", s.streaming_base, req.container_id))
     }
 
     async fn attach(&self, req: api::AttachRequest) -> Result<String> {
-        self.record(format!("Attach {}", req.container_id));
-        Ok(format!("http://127.0.0.1:0/attach/{}", req.container_id))
+        let mut s = self.state.lock();
+        s.calls.push(format!("Attach {}", req.container_id));
+        Ok(format!("{}/attach/{}", s.streaming_base, req.container_id))
     }
 
     async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
-        self.record(format!("PortForward {}", req.pod_sandbox_id));
-        Ok(format!("http://127.0.0.1:0/portforward/{}", req.pod_sandbox_id))
+        let mut s = self.state.lock();
+        s.calls.push(format!("PortForward {}", req.pod_sandbox_id));
+        Ok(format!("{}/portforward/{}", s.streaming_base, req.pod_sandbox_id))
     }
 
     async fn reopen_container_log(&self, id: &str) -> Result<()> {

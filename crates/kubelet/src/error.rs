@@ -22,6 +22,17 @@ pub enum Error {
     /// A task of the kubelet panicked or was aborted.
     #[error("kubelet task failed: {0}")]
     Task(String),
+    /// The kubelet's HTTPS API cannot listen on its address.
+    #[error("cannot listen on {address} (the kubelet API)")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kubelet API's TLS configuration is invalid (certificate, key or client CA).
+    #[error("invalid TLS configuration of the kubelet API")]
+    ServerTls(#[source] corten_pki::Error),
     /// A pod's spec cannot be run as written (a missing configmap key, a bad quantity, ...).
     #[error("{0}")]
     Config(String),

@@ -1,7 +1,8 @@
 //! The embedded kubelet: registers this machine as a Node (capacity, addresses, conditions,
 //! heartbeats through a Lease), runs the pods bound to it through a CRI [`Runtime`] (sandboxes,
 //! image pulls, init containers, restarts with crash-loop back-off, probes, volumes) and reports
-//! their status through the `pods/status` subresource.
+//! their status through the `pods/status` subresource. With [`Config::server`] it also serves
+//! the kubelet's HTTPS API (container logs, exec, attach, port-forward; see [`ServerSettings`]).
 //!
 //! It is an API client like any other: everything goes through a `kube::Client`. It must not
 //! depend on the API server, the store or a concrete container runtime (it gets a `Runtime`).
@@ -10,7 +11,7 @@ mod error;
 mod machine;
 mod node;
 mod pod;
-mod quantity;
+mod server;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use corten_cri::Runtime;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+pub use server::ServerSettings;
 
 /// The kubelet version reported in the Node's `nodeInfo`.
 pub const KUBELET_VERSION: &str = "v1.33.0";
@@ -64,6 +66,8 @@ pub struct Config {
     pub node_status_report_frequency: Duration,
     /// How often the node Lease is renewed.
     pub lease_renew_interval: Duration,
+    /// The kubelet's HTTPS API (logs, exec, attach, port-forward); `None`: not served.
+    pub server: Option<ServerSettings>,
 }
 
 impl Config {
@@ -87,6 +91,7 @@ impl Config {
             node_status_update_frequency: Duration::from_secs(10),
             node_status_report_frequency: Duration::from_secs(60),
             lease_renew_interval: Duration::from_secs(10),
+            server: None,
         }
     }
 }
@@ -97,11 +102,27 @@ impl Config {
 pub async fn run<R: Runtime>(
     client: kube::Client,
     runtime: R,
-    config: Config,
+    mut config: Config,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let listener = match &config.server {
+        Some(settings) => Some(server::bind(settings).await?),
+        None => None,
+    };
+    if let (Some(settings), Some(listener)) = (config.server.as_mut(), listener.as_ref()) {
+        settings.address = listener.address;
+    }
     let agent = node::NodeAgent::start(client.clone(), runtime.clone(), config.clone(), &shutdown).await?;
     let Some(agent) = agent else { return Ok(()) };
+    let server_task = listener.map(|listener| {
+        let shared = server::Shared {
+            client: client.clone(),
+            runtime: runtime.clone(),
+            config: config.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(server::serve(listener, std::sync::Arc::new(shared)))
+    });
     let host_ip = agent.host_ip();
     let allocatable = agent.allocatable();
     let runtime_name = agent.runtime_name();
@@ -110,5 +131,8 @@ pub async fn run<R: Runtime>(
     let pods = pod::run(ctx, shutdown.clone()).await;
     shutdown.cancel();
     let node = node_task.await.map_err(|e| Error::Task(e.to_string()))?;
+    if let Some(task) = server_task {
+        task.await.map_err(|e| Error::Task(e.to_string()))?;
+    }
     pods.and(node)
 }

@@ -24,6 +24,9 @@ use tracing::{info, warn};
 use crate::machine::{default_ip, Machine};
 use crate::{Config, Result, KUBELET_VERSION};
 
+/// The kubelet API port upstream reports when none is configured.
+const DEFAULT_KUBELET_PORT: u16 = 10250;
+
 /// Seconds a Lease is valid for (upstream `nodeLeaseDurationSeconds`).
 const LEASE_DURATION_SECONDS: i32 = 40;
 
@@ -192,6 +195,12 @@ impl<R: Runtime> NodeAgent<R> {
         self.runtime_version.runtime_name.clone()
     }
 
+    /// The port of the kubelet API (`status.daemonEndpoints.kubeletEndpoint.Port`): the bound
+    /// port when served, else upstream's default.
+    fn kubelet_port(&self) -> i32 {
+        i32::from(self.config.server.as_ref().map_or(DEFAULT_KUBELET_PORT, |s| s.address.port()))
+    }
+
     fn capacity(&self) -> Resources {
         let m = &self.machine;
         BTreeMap::from([
@@ -287,7 +296,7 @@ impl<R: Runtime> NodeAgent<R> {
             ]),
             conditions: Some(conditions.clone()),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint { port: self.kubelet_port() }),
             }),
             node_info: Some(NodeSystemInfo {
                 architecture: m.architecture.into(),

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccount, Volume,
@@ -193,20 +195,53 @@ fn downward_files(f: &PodFacts<'_>, items: &[DownwardAPIVolumeFile], mode: u32) 
     Ok(files)
 }
 
+/// A projected token is re-requested once 80% of its lifetime has passed or it is 24 hours old,
+/// whichever comes first (the kubelet token manager's rule).
+const TOKEN_MAX_AGE_SECS: u64 = 24 * 3600;
+
+/// The token a projected volume already holds at `path` while it is fresh: issued (for
+/// `audience`, when one is asked for) less than 80% of its lifetime and less than 24 hours
+/// before `now` (seconds since the Unix epoch). The file is the cache: it survives kubelet
+/// restarts and goes with the pod's directory.
+fn cached_token(volume: &Path, path: &str, audience: Option<&str>, now: u64) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(volume.join(path)).ok()?;
+    let payload = std::str::from_utf8(&bytes).ok()?.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let (iat, exp) = (claims.get("iat")?.as_u64()?, claims.get("exp")?.as_u64()?);
+    if let Some(audience) = audience {
+        let aud = claims.get("aud")?;
+        let matches = aud.as_str() == Some(audience)
+            || aud.as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(audience)));
+        if !matches {
+            return None;
+        }
+    }
+    let lifetime = exp.checked_sub(iat)?;
+    let refresh_at = iat.saturating_add((lifetime / 10 * 8).min(TOKEN_MAX_AGE_SECS));
+    (now < refresh_at).then_some(bytes)
+}
+
+/// A token for the pod's service account through the TokenRequest API, bound to the pod:
+/// for `audience` (the API server's own when `None`), valid for `expiration` seconds (1 hour
+/// when `None`).
 async fn service_account_token(
     client: &kube::Client,
     pod: &Pod,
     audience: Option<String>,
     expiration: Option<i64>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Vec<u8>> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let sa =
-        pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let req = TokenRequest {
         spec: TokenRequestSpec {
-            audiences: audience.into_iter().collect(),
-            expiration_seconds: Some(expiration.unwrap_or(3607)),
+            audiences: audience.into_iter().filter(|a| !a.is_empty()).collect(),
+            expiration_seconds: Some(expiration.unwrap_or(3600)),
             bound_object_ref: Some(k8s_openapi::api::authentication::v1::BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -216,14 +251,20 @@ async fn service_account_token(
         },
         ..Default::default()
     };
+    let failed = |message: String| Error::Config(format!("failed to fetch token: {message}"));
     match api.create_token_request(&sa, &PostParams::default(), &req).await {
-        Ok(t) => Ok(t.status.map(|s| s.token.into_bytes())),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => {
-            warn!(pod = %crate::pod::key(pod), "the API server does not serve TokenRequest: no service account token");
-            Ok(None)
-        }
+        Ok(t) => t
+            .status
+            .map(|s| s.token.into_bytes())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| failed("the API server answered the TokenRequest without a token".into())),
+        Err(kube::Error::Api(s)) => Err(failed(s.message)),
         Err(e) => Err(e.into()),
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn is_mounted(path: &Path) -> bool {
@@ -236,12 +277,19 @@ fn mount_tmpfs(path: &Path, size: Option<&str>) -> Result<()> {
     if is_mounted(path) {
         return Ok(());
     }
-    let data = size.and_then(crate::quantity::units).map(|b| format!("size={b}"));
+    let data = size.and_then(corten_schema::quantity::units).map(|b| format!("size={b}"));
     nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), nix::mount::MsFlags::empty(), data.as_deref())
         .map_err(|e| Error::Config(format!("mounting tmpfs at {} failed: {e}", path.display())))
 }
 
-async fn volume_content(client: &kube::Client, f: &PodFacts<'_>, v: &Volume) -> Result<Option<Files>> {
+/// The files of a content volume; `dir` is where the volume is (its current token is reused
+/// while fresh).
+async fn volume_content(
+    client: &kube::Client,
+    f: &PodFacts<'_>,
+    v: &Volume,
+    dir: &Path,
+) -> Result<Option<Files>> {
     let ns = f.pod.metadata.namespace.as_deref().unwrap_or("default");
     if let Some(cm) = &v.config_map {
         let mode = cm.default_mode.map(|m| m as u32).unwrap_or(0o644);
@@ -286,11 +334,19 @@ async fn volume_content(client: &kube::Client, f: &PodFacts<'_>, v: &Volume) -> 
                 files.extend(downward_files(f, d.items.as_deref().unwrap_or(&[]), mode)?);
             }
             if let Some(t) = &src.service_account_token {
-                if let Some(token) =
-                    service_account_token(client, f.pod, t.audience.clone(), t.expiration_seconds).await?
-                {
-                    files.insert(safe_path(&t.path)?, (token, mode));
-                }
+                let path = safe_path(&t.path)?;
+                let audience = t.audience.as_deref().filter(|a| !a.is_empty());
+                let token = match cached_token(dir, &path, audience, unix_now()) {
+                    Some(token) => token,
+                    None => {
+                        let token =
+                            service_account_token(client, f.pod, t.audience.clone(), t.expiration_seconds)
+                                .await?;
+                        debug!(pod = %crate::pod::key(f.pod), volume = %v.name, "service account token requested");
+                        token
+                    }
+                };
+                files.insert(path, (token, mode));
             }
         }
         return Ok(Some(files));
@@ -363,7 +419,7 @@ pub(crate) async fn setup(
             }
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
                 .map_err(Error::io(&path))?;
-        } else if let Some(files) = volume_content(client, facts, v).await? {
+        } else if let Some(files) = volume_content(client, facts, v, &path).await? {
             if write_atomic(&path, &files)? {
                 debug!(pod = %crate::pod::key(facts.pod), volume = %v.name, "volume content written");
             }
@@ -470,6 +526,31 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.join("a"))?, "changed");
         assert!(std::fs::symlink_metadata(dir.join("sub")).is_err(), "removed keys disappear");
         assert!(!dir.join(&first).exists(), "the old timestamped directory is removed");
+        Ok(())
+    }
+
+    fn jwt(claims: serde_json::Value) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn a_projected_token_is_reused_until_80_percent_of_its_lifetime_or_24_hours() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let hour = jwt(serde_json::json!({"iat": 1000, "exp": 4600, "aud": ["api"]}));
+        std::fs::write(tmp.path().join("token"), &hour)?;
+        let cached = |audience, now| cached_token(tmp.path(), "token", audience, now);
+        assert_eq!(cached(None, 1000).as_deref(), Some(hour.as_bytes()));
+        assert!(cached(None, 1000 + 2879).is_some());
+        assert!(cached(None, 1000 + 2880).is_none(), "80% of an hour has passed");
+        assert!(cached(Some("api"), 2000).is_some());
+        assert!(cached(Some("vault"), 2000).is_none(), "asked for another audience");
+        let year = jwt(serde_json::json!({"iat": 0, "exp": 365 * 24 * 3600, "aud": "api"}));
+        std::fs::write(tmp.path().join("token"), &year)?;
+        assert!(cached(Some("api"), 24 * 3600 - 1).is_some());
+        assert!(cached(Some("api"), 24 * 3600).is_none(), "a day old");
+        std::fs::write(tmp.path().join("token"), "not a jwt")?;
+        assert!(cached(None, 0).is_none());
+        assert!(cached_token(tmp.path(), "missing", None, 0).is_none());
         Ok(())
     }
 

@@ -66,6 +66,16 @@ pub(crate) fn read_required(path: &Path) -> Result<String> {
         .ok_or_else(|| Error::Missing { path: path.to_path_buf(), hint: crate::hint_for(path) })
 }
 
+/// Writes a PEM file atomically, creating its parent directories (mode 0700): mode 0600 for a
+/// `secret` (a private key), 0644 otherwise. For credentials kept beside the PKI, such as a
+/// kubelet's serving certificate.
+pub fn write_pem(path: &Path, pem: &str, secret: bool) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir(parent)?;
+    }
+    write_atomic(path, pem.as_bytes(), if secret { KEY_MODE } else { PUBLIC_MODE })
+}
+
 /// Atomically replaces `path` with `contents`, created with `mode` (e.g. [`KEY_MODE`]).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let io_err = |action: &'static str, path: &Path| {

@@ -47,7 +47,7 @@ use std::time::{Duration, SystemTime};
 pub use cert::identity_from_cert;
 pub use ensure::ensure;
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
-pub use tls::client_tls_config;
+pub use tls::{client_tls_config, mtls_server_config};
 pub use token::{KubernetesClaims, ObjectRef, ServiceAccountTokens, TokenClaims, TokenError, DEFAULT_ISSUER};
 
 /// The first address of the default service CIDR (10.43.0.0/16), the `kubernetes` Service's IP.
@@ -254,6 +254,40 @@ impl ClusterPki {
         let issued = self.ca.issue(&spec, SystemTime::now())?;
         Ok((issued.cert_pem, issued.key_pem))
     }
+
+    /// Issues a serving certificate from the cluster CA for `names` (DNS names or IP addresses,
+    /// e.g. a kubelet's node name and addresses) with a fresh ECDSA P-256 key; returns
+    /// `(certificate PEM, private key PEM)`. Nothing is written to disk.
+    ///
+    /// See [`host_sans`] for the names and addresses of this machine.
+    pub fn issue_serving_cert(
+        &self,
+        common_name: &str,
+        names: &[String],
+        validity: Duration,
+    ) -> Result<(String, String)> {
+        if common_name.is_empty() {
+            return Err(Error::ClientCertificate("the common name must not be empty".to_owned()));
+        }
+        let mut sans = names.iter().map(|n| sans::San::parse(n)).collect::<Result<Vec<_>>>()?;
+        sans.sort();
+        sans.dedup();
+        let spec = cert::LeafSpec {
+            common_name: common_name.to_owned(),
+            organizations: Vec::new(),
+            sans,
+            usage: cert::Usage::Server,
+            validity,
+        };
+        let issued = self.ca.issue(&spec, SystemTime::now())?;
+        Ok((issued.cert_pem, issued.key_pem))
+    }
+}
+
+/// The names and addresses this machine is reached at: its host name (when a valid DNS name),
+/// `127.0.0.1`, `::1` and the addresses of its interfaces (link-local ones left out).
+pub fn host_sans() -> Vec<String> {
+    sans::host_sans().iter().map(ToString::to_string).collect()
 }
 
 #[cfg(test)]

@@ -76,6 +76,18 @@ pub(crate) fn required(opts: &PkiOptions) -> Result<Vec<San>> {
     Ok(sans.into_iter().collect())
 }
 
+/// The host name (when valid), loopback and the host's reachable addresses, sorted.
+pub(crate) fn host_sans() -> Vec<San> {
+    let mut sans = BTreeSet::new();
+    sans.insert(San::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    sans.insert(San::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    if let Some(name) = hostname() {
+        sans.insert(name);
+    }
+    sans.extend(host_addresses().into_iter().map(San::Ip));
+    sans.into_iter().collect()
+}
+
 /// The host name, when it is a valid DNS name.
 fn hostname() -> Option<San> {
     let name = nix::unistd::gethostname().ok()?;

@@ -75,6 +75,28 @@ pub fn client_tls_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<C
     })
 }
 
+/// A server configuration presenting `cert_pem`/`key_pem` (e.g. a kubelet's serving certificate)
+/// that requires every client to present a certificate chained to `client_ca_pem`: the
+/// handshake fails without one. ALPN `http/1.1` only, since the connections it serves get
+/// upgraded (SPDY, WebSocket).
+pub fn mtls_server_config(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<ServerConfig> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    for cert in cert_chain(client_ca_pem, "client ca certificate")? {
+        roots.add(cert)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            cert_chain(cert_pem, "serving certificate")?,
+            private_key(key_pem, "serving key")?,
+        )?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 fn cert_chain(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>> {
     let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -97,6 +119,7 @@ mod tests {
     use rustls::client::danger::ServerCertVerifier;
     use rustls::client::WebPkiServerVerifier;
     use rustls::pki_types::{ServerName, UnixTime};
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -123,6 +146,30 @@ mod tests {
         }
         assert!(check("example.com").is_err());
         assert!(check("192.0.2.99").is_err());
+    }
+
+    #[test]
+    fn an_issued_serving_certificate_verifies_for_its_names_only() {
+        let (_tmp, pki) = pki();
+        let names = vec!["node-1".to_owned(), "10.1.2.3".to_owned(), "127.0.0.1".to_owned()];
+        let (cert, _key) = pki.issue_serving_cert("node-1", &names, Duration::from_secs(3600)).unwrap();
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(pki.ca_roots().unwrap()), provider())
+                .build()
+                .unwrap();
+        let leaf = cert_chain(&cert, "serving").unwrap().remove(0);
+        let check = |name: &str| {
+            let name = ServerName::try_from(name.to_owned()).unwrap();
+            verifier.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+        };
+        for name in ["node-1", "10.1.2.3", "127.0.0.1"] {
+            check(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(check("node-2").is_err());
+        assert!(pki
+            .issue_serving_cert("node-1", &["not a name".to_owned()], Duration::from_secs(1))
+            .is_err());
+        assert!(crate::host_sans().contains(&"127.0.0.1".to_owned()));
     }
 
     async fn handshake(
@@ -183,6 +230,19 @@ mod tests {
             client_tls_config(pki.ca_cert_pem(), Some((other.admin_cert_pem(), other.admin_key_pem())))
                 .unwrap();
         assert!(handshake(&pki.server_tls_config().unwrap(), client).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_mtls_server_requires_a_client_certificate_of_its_ca() {
+        let (_tmp, pki) = pki();
+        let names = vec!["kubernetes.default.svc".to_owned()];
+        let (cert, key) = pki.issue_serving_cert("node-1", &names, Duration::from_secs(3600)).unwrap();
+        let server = mtls_server_config(&cert, &key, pki.ca_cert_pem()).unwrap();
+        let client = pki.client_tls_config(pki.admin_cert_pem(), pki.admin_key_pem()).unwrap();
+        let (peer, _) = handshake(&server, client).await.unwrap();
+        assert!(peer.is_some());
+        let anonymous = client_tls_config(pki.ca_cert_pem(), None).unwrap();
+        assert!(handshake(&server, anonymous).await.is_err());
     }
 
     #[test]

@@ -111,7 +111,10 @@ pub struct KubernetesClaims {
     /// The pod the token is bound to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<ObjectRef>,
-    /// The node the token is bound to, if any.
+    /// The secret the token is bound to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ObjectRef>,
+    /// The node the token is bound to, or the node of the bound pod, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<ObjectRef>,
 }
@@ -122,6 +125,8 @@ pub struct ObjectRef {
     /// The object's name.
     pub name: String,
     /// The object's uid; a token whose uid no longer matches the live object must be refused.
+    /// Empty (and left out) when unknown, as for the node of a pod whose Node object is gone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
 }
 
@@ -149,6 +154,7 @@ impl TokenClaims {
                 namespace: namespace.to_owned(),
                 serviceaccount: ObjectRef { name: name.to_owned(), uid: uid.to_owned() },
                 pod: None,
+                secret: None,
                 node: None,
             },
         }
@@ -217,6 +223,14 @@ impl ServiceAccountTokens {
         let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, &spki));
         let public_key_pem = pem_encode("PUBLIC KEY", &spki);
         Ok(ServiceAccountTokens { inner: Arc::new(Inner { key, public_point, public_key_pem, kid, rng }) })
+    }
+
+    /// A signer with a fresh, random ECDSA P-256 key (for in-process test clusters; a real cluster
+    /// loads its key from disk).
+    pub fn generate() -> crate::Result<Self> {
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(Error::KeyGeneration)?;
+        Self::from_private_key_pem(&key.serialize_pem())
     }
 
     /// The key id: base64url (no padding) of the SHA-256 of the public key's SPKI DER, as Kubernetes
@@ -465,6 +479,25 @@ mod tests {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let tokens = ServiceAccountTokens::from_private_key_pem(&key.serialize_pem()).unwrap();
         assert_eq!(tokens.public_key_pem().trim(), key.public_key_pem().trim());
+    }
+
+    #[test]
+    fn a_generated_signer_verifies_its_own_tokens_and_secret_bindings_round_trip() {
+        let tokens = ServiceAccountTokens::generate().unwrap();
+        let now = SystemTime::now();
+        let mut claims = claims(now);
+        claims.kubernetes.pod = None;
+        claims.kubernetes.secret = Some(ObjectRef { name: "s".to_owned(), uid: "s-uid".to_owned() });
+        claims.kubernetes.node = Some(ObjectRef { name: "n1".to_owned(), uid: String::new() });
+        let token = tokens.sign(&claims).unwrap();
+        assert_eq!(tokens.verify(&token, now).unwrap(), claims);
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["kubernetes.io"]["secret"]["uid"], "s-uid");
+        assert_eq!(
+            json["kubernetes.io"]["node"],
+            serde_json::json!({"name": "n1"}),
+            "an unknown uid is left out"
+        );
     }
 
     #[test]

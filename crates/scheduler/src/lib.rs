@@ -13,7 +13,6 @@ mod error;
 pub mod filters;
 pub mod interpod;
 pub mod preemption;
-pub mod quantity;
 mod queue;
 pub mod resources;
 mod scheduler;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity::milli;
+use corten_schema::quantity::milli;
 
 /// The CPU request a pod without one is scored as (upstream `DefaultMilliCPURequest`).
 pub const DEFAULT_MILLI_CPU: i128 = 100;
@@ -21,7 +21,7 @@ impl Resources {
     /// A resource list (`requests`, `allocatable`, `overhead`) read as milli-units; entries that
     /// are not quantities are skipped.
     pub fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
-        Resources(list.into_iter().flatten().filter_map(|(k, q)| Some((k.clone(), milli(q)?))).collect())
+        Resources(list.into_iter().flatten().filter_map(|(k, q)| Some((k.clone(), milli(&q.0)?))).collect())
     }
 
     /// The amount of `name`, zero when absent.

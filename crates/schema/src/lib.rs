@@ -15,6 +15,8 @@
 //!   `FieldsV1` encoding;
 //! - request bodies in Kubernetes protobuf (what client-go's typed clients send) to JSON:
 //!   [`decode_protobuf`], driven by embedded descriptors of every v1.33 message;
+//! - resource quantities ([`quantity`]): exact parsing, arithmetic and canonical printing, and
+//!   what pods and other objects use of them ([`resources`]: pod totals, quota usage, scopes);
 //! - OpenAPI documents for kubectl and clients: [`openapi_v2`], [`openapi_v3_index`],
 //!   [`openapi_v3`] (and byte-streaming variants for caching).
 //!
@@ -27,6 +29,8 @@ mod openapi;
 mod parse;
 mod patch;
 mod protobuf;
+pub mod quantity;
+pub mod resources;
 mod schema;
 mod smp;
 mod ssa;

@@ -19,6 +19,51 @@ const COMPONENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Where the embedded agent finds its node credential, relative to the data dir.
 pub const AGENT_KUBECONFIG: &str = "agent/kubelet.kubeconfig";
 
+/// Where the embedded agent finds its kubelet serving certificate (`kubelet.crt`), its key
+/// (`kubelet.key`, mode 0600) and the cluster CA that kubelet clients must chain to (`ca.crt`),
+/// relative to the data dir.
+pub const AGENT_TLS_DIR: &str = "agent/tls";
+
+/// The user the API server is towards kubelets (upstream's `kube-apiserver-kubelet-client`).
+const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// The API server's TLS client towards kubelets: a fresh `kube-apiserver-kubelet-client`
+/// certificate in `system:masters`, trusting only the cluster CA.
+pub(crate) fn kubelet_client_tls(
+    pki: &corten_pki::ClusterPki,
+) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    let pki_err = |source| Error::Pki { path: pki.dir().to_path_buf(), source };
+    let (cert, key) = pki
+        .issue_client_cert(KUBELET_CLIENT_USER, &["system:masters"], COMPONENT_CERT_VALIDITY)
+        .map_err(pki_err)?;
+    Ok(std::sync::Arc::new(pki.client_tls_config(&cert, &key).map_err(pki_err)?))
+}
+
+/// Writes the embedded agent's kubelet serving certificate for `node_name` (its SANs: the node
+/// name, the host name, loopback and every host address) with its key and the cluster CA into
+/// `<data-dir>/agent/tls`; returns the directory.
+pub(crate) fn write_agent_kubelet_tls(
+    pki: &corten_pki::ClusterPki,
+    data_dir: &Path,
+    node_name: &str,
+) -> Result<PathBuf> {
+    let dir = data_dir.join(AGENT_TLS_DIR);
+    let pki_err = |source| Error::Pki { path: pki.dir().to_path_buf(), source };
+    let mut names = corten_pki::host_sans();
+    names.push(node_name.to_string());
+    let (cert, key) = pki.issue_serving_cert(node_name, &names, COMPONENT_CERT_VALIDITY).map_err(pki_err)?;
+    for (file, pem, secret) in [
+        ("kubelet.crt", cert.as_str(), false),
+        ("kubelet.key", key.as_str(), true),
+        ("ca.crt", pki.ca_cert_pem(), false),
+    ] {
+        let path = dir.join(file);
+        corten_pki::files::write_pem(&path, pem, secret)
+            .map_err(|source| Error::Kubeconfig { path, source })?;
+    }
+    Ok(dir)
+}
+
 /// A kube client of the API at `url` as `user` in `groups`, with a freshly minted certificate.
 pub(crate) async fn component_client(
     pki: &corten_pki::ClusterPki,
@@ -122,4 +167,26 @@ pub(crate) async fn start_control_loops(
     });
     info!(identity, "controllers and scheduler started (leader-elected)");
     Ok(loops)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_agent_gets_a_kubelet_serving_certificate_its_key_and_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = corten_pki::ensure(&corten_pki::PkiOptions::new(tmp.path().join("tls"))).unwrap();
+        let dir = write_agent_kubelet_tls(&pki, tmp.path(), "node-1").unwrap();
+        assert_eq!(dir, tmp.path().join(AGENT_TLS_DIR));
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("kubelet.key"), 0o600);
+        assert_eq!(std::fs::read_to_string(dir.join("ca.crt")).unwrap(), pki.ca_cert_pem());
+        assert!(std::fs::read_to_string(dir.join("kubelet.crt"))
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(kubelet_client_tls(&pki).is_ok());
+    }
 }

@@ -15,7 +15,7 @@ mod auth;
 mod components;
 mod store;
 
-pub use components::AGENT_KUBECONFIG;
+pub use components::{AGENT_KUBECONFIG, AGENT_TLS_DIR};
 pub use store::ServedStore;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,7 +47,8 @@ pub struct ServerConfig {
     /// Where ClusterIPs come from, `10.43.0.0/16` by default.
     pub service_cidr: String,
     /// The node name of the embedded agent: when set, the server writes its credential to
-    /// `<data-dir>/agent/kubelet.kubeconfig` ([`AGENT_KUBECONFIG`]) once the API is ready.
+    /// `<data-dir>/agent/kubelet.kubeconfig` ([`AGENT_KUBECONFIG`]) once the API is ready, and its
+    /// kubelet serving certificate to `<data-dir>/agent/tls` ([`AGENT_TLS_DIR`]) just before.
     pub agent_node_name: Option<String>,
 }
 
@@ -202,9 +203,12 @@ async fn serve<S: ServedStore + Clone>(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let ready_store = store.clone();
+    let kubelet_tls = components::kubelet_client_tls(pki)?;
+    let service_accounts = Arc::new(auth::ServiceAccountAuthenticator::new(pki.service_account_signer()));
     let config = ApiConfig {
         service_cidr: cidr,
-        tokens: Some(Arc::new(auth::ServiceAccountAuthenticator::new(pki.service_account_signer()))),
+        tokens: Some(service_accounts.clone()),
+        token_issuer: Some(service_accounts),
         ready: Some(Arc::new(move || {
             if ready_store.is_ready() {
                 Ok(())
@@ -212,6 +216,7 @@ async fn serve<S: ServedStore + Clone>(
                 Err("store is not ready: no raft leader yet or log not applied".into())
             }
         })),
+        kubelet_tls: Some(kubelet_tls),
         ..ApiConfig::default()
     };
     let api = ApiServer::new(store.clone(), config, shutdown.clone());
@@ -295,6 +300,9 @@ async fn prepare_cluster<S: ServedStore + Clone>(
     .map_err(Error::Task)?;
     written.map_err(|source| Error::Kubeconfig { path: path.clone(), source })?;
     if let Some(node) = &cfg.agent_node_name {
+        // The serving certificate first: the agent starts once its kubeconfig appears.
+        let tls = components::write_agent_kubelet_tls(pki, &cfg.data_dir, node)?;
+        info!(node = %node, dir = %tls.display(), "kubelet serving certificate written for the embedded agent");
         let agent = components::write_agent_kubeconfig(pki, &cfg.data_dir, &cfg.local_url(), node)?;
         info!(node = %node, kubeconfig = %agent.display(), "node credential written for the embedded agent");
     }

@@ -3,6 +3,8 @@
 //! objects. Type-specific behaviour (defaults, validation, allocation, printing) is looked up
 //! by kind in the modules beside this one.
 
+pub(crate) mod connect;
+mod eviction;
 mod read;
 mod subresources;
 mod watch;

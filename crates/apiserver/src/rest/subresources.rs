@@ -105,12 +105,18 @@ pub(crate) async fn subresource<S: Store>(
             .await?;
             Ok(codec::respond(StatusCode::OK, &scale_of(&updated), n.format))
         }
+        ("eviction", Verb::Create) => super::eviction::evict(shared, info, req, n).await,
         ("binding", Verb::Create) => {
             let binding = codec::decode_body(req.content_type(), &req.body)?;
             let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
             bind(shared, info, &ns, &name, &node).await?;
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
             Ok(codec::respond(StatusCode::CREATED, &status, n.format))
+        }
+        ("token", Verb::Create) => {
+            let request = codec::decode_body(req.content_type(), &req.body)?;
+            let answered = crate::tokens::request_token(shared, &ns, &name, request).await?;
+            Ok(codec::respond(StatusCode::CREATED, &answered, n.format))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
@@ -258,22 +264,15 @@ pub(crate) async fn review<S: Store>(
         "SelfSubjectReview" => {
             obj["status"] = json!({"userInfo": {"username": user.user, "groups": user.groups}});
         }
-        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
-            obj["status"] = json!({
-                "allowed": true,
-                "reason": "corten does not enforce RBAC yet: every authenticated user may do everything",
-            });
-        }
-        "SelfSubjectRulesReview" => {
-            obj["status"] = json!({
-                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                "incomplete": false,
-            });
+        "SelfSubjectAccessReview"
+        | "SubjectAccessReview"
+        | "LocalSubjectAccessReview"
+        | "SelfSubjectRulesReview" => {
+            crate::authz::review::answer(&shared.authz, info, &user, req.namespace(), &mut obj)?;
         }
         "TokenReview" => {
             let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
-            obj["status"] = match shared.authenticate_token(token) {
+            obj["status"] = match shared.authenticate_token(token).await {
                 Some(id) => {
                     json!({"authenticated": true, "user": {"username": id.user, "groups": id.groups}})
                 }

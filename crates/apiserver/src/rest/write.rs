@@ -21,6 +21,11 @@ use crate::{admission, Shared};
 /// How often an update without a client resourceVersion is retried on a write race.
 const UPDATE_RETRIES: usize = 8;
 
+/// How often a create is tried: a generated name that is taken is tried 5 times; a race on an
+/// allocation or on a quota's usage (concurrent creates charging the same quota) is tried again
+/// up to this many times.
+const CREATE_ATTEMPTS: usize = 32;
+
 pub(super) use super::subresources::review;
 
 /// The query of a client request, with its User-Agent for the default field manager.
@@ -28,6 +33,7 @@ fn client_query(req: &ApiRequest) -> Result<Query> {
     let mut q = req.query.clone();
     let ua = req.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     q.user_agent = Some(ua.to_string());
+    q.requester = req.identity.clone();
     admission::check_field_manager(&q)?;
     Ok(q)
 }
@@ -193,8 +199,9 @@ async fn create_tracked<S: Store>(
     if let Some(ns) = namespace {
         check_namespace(shared, ns).await?;
     }
+    crate::serviceaccount::admit_create(shared, info, &mut obj).await?;
     crate::priority::admit_create(shared, info, &mut obj).await?;
-    for attempt in 0..5 {
+    for attempt in 0..CREATE_ATTEMPTS {
         let mut candidate = obj.clone();
         if generated {
             metadata_mut(&mut candidate)
@@ -206,6 +213,7 @@ async fn create_tracked<S: Store>(
             causes = vec![Cause::required("metadata.name")];
         }
         let mut new = admission::prepare_create(info, candidate)?;
+        crate::authz::escalation::admit(shared, info, &new, None, q)?;
         if track == Track::Update {
             if let Some(manager) = admission::field_manager(q) {
                 admission::record_update(info, None, &mut new, &manager, None);
@@ -215,6 +223,7 @@ async fn create_tracked<S: Store>(
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
+        crate::limits::admit(shared, info, &mut new, None).await?;
         let key = info.key(namespace.unwrap_or(""), &name);
         let mut txn = Txn::new().when(Compare::absent(key.as_bytes().to_vec()));
         let (new, extra) = crate::alloc::on_create(shared, info, new).await?;
@@ -223,13 +232,14 @@ async fn create_tracked<S: Store>(
                 .when(Compare::absent(k.as_bytes().to_vec()))
                 .success(Op::put(k.as_bytes().to_vec(), v.clone()));
         }
+        txn = crate::quota::charge(shared, info, &new, None).await?.add_to(txn);
         txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &new)?));
         if let Some(stored) = commit(shared, txn, new, q.dry_run).await? {
             return Ok(stored);
         }
         // Either the name is taken or an allocation raced; tell them apart.
         let taken = objects::get(&shared.store, info, &key, false).await?.is_some();
-        if taken && (!generated || attempt == 4) {
+        if taken && (!generated || attempt >= 4) {
             return Err(ApiError::already_exists(info, &name));
         }
     }
@@ -330,6 +340,9 @@ async fn update_tracked<S: Store>(
         type_check(info, &desired)?;
         admission::field_warnings(info, &desired, q)?;
         let mut new = admission::prepare_update(info, &current, desired, half == Half::Status)?;
+        if half == Half::Main {
+            crate::authz::escalation::admit(shared, info, &new, Some(&current), q)?;
+        }
         crate::priority::admit_update(shared, info, &current, &mut new).await?;
         if track == Track::Update {
             if let Some(manager) = admission::field_manager(q) {
@@ -341,6 +354,9 @@ async fn update_tracked<S: Store>(
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
         }
+        if half == Half::Main {
+            crate::limits::admit(shared, info, &mut new, Some(&current)).await?;
+        }
         if same_object(&new, &current) {
             return Ok(current);
         }
@@ -350,7 +366,12 @@ async fn update_tracked<S: Store>(
         let txn = if finished {
             delete_ops(txn, info, &key, &current)
         } else {
-            txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &new)?))
+            let txn = txn.success(Op::put(key.as_bytes().to_vec(), objects::encode(info, &new)?));
+            if half == Half::Main {
+                crate::quota::charge(shared, info, &new, Some(&current)).await?.add_to(txn)
+            } else {
+                txn
+            }
         };
         if let Some(stored) = commit(shared, txn, new, q.dry_run).await? {
             return Ok(stored);
@@ -455,13 +476,13 @@ async fn server_side_apply<S: Store>(
 }
 
 /// `DeleteOptions` from the body and the query.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct DeleteOptions {
-    grace_period: Option<i64>,
-    propagation: Option<String>,
-    precondition_uid: Option<String>,
-    precondition_rv: Option<String>,
-    dry_run: bool,
+    pub(super) grace_period: Option<i64>,
+    pub(super) propagation: Option<String>,
+    pub(super) precondition_uid: Option<String>,
+    pub(super) precondition_rv: Option<String>,
+    pub(super) dry_run: bool,
 }
 
 impl DeleteOptions {
@@ -474,23 +495,35 @@ impl DeleteOptions {
         };
         if !req.body.iter().all(u8::is_ascii_whitespace) {
             let body = codec::decode_body(req.content_type(), &req.body)?;
-            if let Some(g) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
-                o.grace_period = Some(g);
-            }
-            if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
-                o.propagation = Some(p.to_string());
-            }
-            if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation.is_none()
-            {
-                o.propagation = Some("Orphan".into());
-            }
-            o.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-            o.precondition_rv =
-                body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-            if body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|d| d == "All")) {
-                o.dry_run = true;
-            }
+            o.merge_body(&body);
         }
+        o.check()
+    }
+
+    /// Takes what a `DeleteOptions` object sets (a delete's body, an Eviction's
+    /// `deleteOptions`) over the query's values.
+    pub(super) fn merge_body(&mut self, body: &Value) {
+        let o = self;
+        if let Some(g) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            o.grace_period = Some(g);
+        }
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            o.propagation = Some(p.to_string());
+        }
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation.is_none() {
+            o.propagation = Some("Orphan".into());
+        }
+        o.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        o.precondition_rv =
+            body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+        if body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|d| d == "All")) {
+            o.dry_run = true;
+        }
+    }
+
+    /// Rejects an unknown `propagationPolicy`.
+    pub(super) fn check(self) -> Result<Self> {
+        let o = self;
         match o.propagation.as_deref() {
             None | Some("Orphan" | "Background" | "Foreground") => Ok(o),
             Some(p) => Err(ApiError::BadRequest(format!(

@@ -14,7 +14,7 @@ use super::{
     ANNOTATION_IMAGE, ANNOTATION_RESTART_COUNT, ANNOTATION_TERMINATION_FILE, LABEL_CONTAINER_NAME,
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID,
 };
-use crate::quantity;
+use corten_schema::quantity;
 
 const CPU_PERIOD: i64 = 100_000;
 const DEFAULT_MASKED_PATHS: &[&str] = &[

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::{Api, ListParams};
 
 use crate::node::Resources;
-use crate::quantity;
 use crate::{Error, Result};
+use corten_schema::quantity;
 
 /// Expands `$(VAR)` in `input` with `lookup`; `$$` is a literal `$`, unknown references stay.
 pub(crate) fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {

@@ -5,9 +5,9 @@ mod backoff;
 mod container;
 pub(crate) mod env;
 mod probe;
-mod sandbox;
+pub(crate) mod sandbox;
 mod status;
-mod view;
+pub(crate) mod view;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
