@@ -81,17 +81,18 @@ async fn a_deployment_runs_real_pods_that_the_host_can_reach_and_deleting_it_lea
             "pod {name} has IP {ip:?}, not one of the node's pod CIDR 10.42.0.0/24"
         );
         // busybox httpd answers (404 for a missing index is an answer): node-to-pod traffic works.
-        let out = tokio::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
-            .arg(format!("http://{ip}:8080/"))
-            .output()
-            .await
-            .context("running curl")?;
-        let code = String::from_utf8_lossy(&out.stdout).to_string();
-        ensure!(
-            code.len() == 3 && code != "000",
-            "pod {name} at {ip}:8080 did not answer HTTP (curl: {code:?})"
-        );
+        // Ready (no probe) means started, not listening yet, so the first tries may be refused.
+        eventually(&format!("pod {name} at {ip}:8080 to answer HTTP"), Duration::from_secs(30), || async {
+            let out = tokio::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+                .arg(format!("http://{ip}:8080/"))
+                .output()
+                .await
+                .context("running curl")?;
+            let code = String::from_utf8_lossy(&out.stdout).to_string();
+            Ok(if code.len() == 3 && code != "000" { Ok(()) } else { Err(format!("curl: {code:?}")) })
+        })
+        .await?;
     }
     let rollout = k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await?;
     ensure!(rollout.contains("successfully rolled out"), "{rollout}");
