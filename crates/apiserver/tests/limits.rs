@@ -2,24 +2,14 @@
 //! new pods' containers, min/max/ratio violations of pods and claims are forbidden with
 //! upstream's messages, and LimitRange objects are defaulted and validated.
 
-use anyhow::{bail, Result};
+mod common;
+
+use anyhow::Result;
+use common::{from, rejected};
 use corten_apiserver::testing::TestCluster;
 use k8s_openapi::api::core::v1::{LimitRange, PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::Status;
 use serde_json::{json, Value};
-
-fn from<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    Ok(serde_json::from_value(v)?)
-}
-
-/// The `Status` of a request that had to fail.
-fn rejected<T: std::fmt::Debug>(result: kube::Result<T>) -> Result<Status> {
-    match result {
-        Err(kube::Error::Api(s)) => Ok(*s),
-        other => bail!("expected an API error, got {other:?}"),
-    }
-}
 
 async fn limit_range(c: &TestCluster, name: &str, limits: Value) -> Result<LimitRange> {
     let api: Api<LimitRange> = Api::default_namespaced(c.client.clone());

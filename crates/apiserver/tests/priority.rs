@@ -1,13 +1,15 @@
 //! Pod priority admission, as kube-apiserver's `Priority` plugin: PriorityClasses resolve to pod
 //! priorities on create, the system classes exist from bootstrap.
 
-use anyhow::{bail, Context, Result};
+mod common;
+
+use anyhow::{Context, Result};
+use common::rejected;
 use corten_apiserver::{ApiConfig, ApiServer, Identity};
 use corten_store::{MemStore, MemStoreConfig};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::Status;
 use kube::Client;
 use serde_json::json;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -39,14 +41,6 @@ fn class(name: &str, value: i32, global_default: bool, policy: Option<&str>) -> 
         global_default: Some(global_default),
         preemption_policy: policy.map(String::from),
         ..PriorityClass::default()
-    }
-}
-
-/// The `Status` of a request that had to fail.
-fn rejected<T: std::fmt::Debug>(result: kube::Result<T>) -> Result<Status> {
-    match result {
-        Err(kube::Error::Api(s)) => Ok(*s),
-        other => bail!("expected an API error, got {other:?}"),
     }
 }
 

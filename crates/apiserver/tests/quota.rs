@@ -3,27 +3,17 @@
 //! with upstream's messages. The quota controller is not running here: each test publishes the
 //! quota's status itself, as the controller would.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
+use common::{from, rejected};
 use corten_apiserver::testing::TestCluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::Status;
 use serde_json::{json, Value};
-
-fn from<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    Ok(serde_json::from_value(v)?)
-}
-
-/// The `Status` of a request that had to fail.
-fn rejected<T: std::fmt::Debug>(result: kube::Result<T>) -> Result<Status> {
-    match result {
-        Err(kube::Error::Api(s)) => Ok(*s),
-        other => bail!("expected an API error, got {other:?}"),
-    }
-}
 
 /// Creates quota `name` with `hard` and publishes its status (`used` zero, or `used`).
 async fn quota(c: &TestCluster, name: &str, spec: Value, used: Option<Value>) -> Result<ResourceQuota> {
