@@ -393,52 +393,25 @@ pub fn validate_limit_range(obj: &Value) -> Vec<Cause> {
             let path = |f: &str| format!("{at}.{f}[{k}]");
             let (mn, mx, d, dr, r) =
                 (min.get(k), max.get(k), default.get(k), default_request.get(k), ratio.get(k));
-            if let (Some(mn), Some(mx)) = (mn, mx) {
-                if mn > mx {
-                    c.push(Cause::invalid(
-                        path("min"),
-                        &json!(mn.to_string()),
-                        format!("min value {mn} is greater than max value {mx}"),
-                    ));
-                }
-            }
-            if let Some(dr) = dr {
-                if let Some(mn) = mn.filter(|mn| *mn > dr) {
-                    c.push(Cause::invalid(
-                        path("defaultRequest"),
-                        &json!(dr.to_string()),
-                        format!("min value {mn} is greater than default request value {dr}"),
-                    ));
-                }
-                if let Some(mx) = mx.filter(|mx| dr > *mx) {
-                    c.push(Cause::invalid(
-                        path("defaultRequest"),
-                        &json!(dr.to_string()),
-                        format!("default request value {dr} is greater than max value {mx}"),
-                    ));
-                }
-                if let Some(d) = d.filter(|d| dr > *d) {
-                    c.push(Cause::invalid(
-                        path("defaultRequest"),
-                        &json!(dr.to_string()),
-                        format!("default request value {dr} is greater than default limit value {d}"),
-                    ));
-                }
-            }
-            if let Some(d) = d {
-                if let Some(mn) = mn.filter(|mn| *mn > d) {
-                    c.push(Cause::invalid(
-                        path("default"),
-                        &json!(d.to_string()),
-                        format!("min value {mn} is greater than default value {d}"),
-                    ));
-                }
-                if let Some(mx) = mx.filter(|mx| d > *mx) {
-                    c.push(Cause::invalid(
-                        path("default"),
-                        &json!(d.to_string()),
-                        format!("default value {d} is greater than max value {mx}"),
-                    ));
+            // Upstream's ordering rules: (reported field, its value, the larger side, the smaller
+            // side); a cause when the larger side exceeds the smaller one.
+            let orderings = [
+                ("min", mn, ("min value", mn), ("max value", mx)),
+                ("defaultRequest", dr, ("min value", mn), ("default request value", dr)),
+                ("defaultRequest", dr, ("default request value", dr), ("max value", mx)),
+                ("defaultRequest", dr, ("default request value", dr), ("default limit value", d)),
+                ("default", d, ("min value", mn), ("default value", d)),
+                ("default", d, ("default value", d), ("max value", mx)),
+            ];
+            for (field, reported, (hi_label, hi), (lo_label, lo)) in orderings {
+                if let (Some(value), Some(hi), Some(lo)) = (reported, hi, lo) {
+                    if hi > lo {
+                        c.push(Cause::invalid(
+                            path(field),
+                            &json!(value.to_string()),
+                            format!("{hi_label} {hi} is greater than {lo_label} {lo}"),
+                        ));
+                    }
                 }
             }
             if let Some(r) = r {
